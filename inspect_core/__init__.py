@@ -1,0 +1,3 @@
+"""inspect-core: fabric defect inspection with Florence-2."""
+
+__version__ = "0.1.0"

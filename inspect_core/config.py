@@ -1,0 +1,187 @@
+"""The one config model behind every YAML recipe in ``configs/``.
+
+Every section forbids unknown keys, so a typo (``learning_rate`` for ``lr``) is an error, not a
+silently ignored setting. Errors name the file, the YAML line and the dotted key. Relative paths
+are taken from the directory the command runs in (the repository root for the shipped recipes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from inspect_core.augmentation import extra_transform
+
+TaskName = Literal["od", "dense", "grounding"]
+SplitName = Literal["train", "valid", "test"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitRatios(Section):
+    """Share of source images per split, used when the source has no split folders."""
+
+    train: float = Field(0.8, ge=0, le=1)
+    valid: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitRatios:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + valid + test must be 1.0, got {total:g}")
+        return self
+
+
+class DatasetSection(Section):
+    source: Path = Path("sample_data/fabric_voc")
+    format: Literal["auto", "jsonl", "coco", "voc", "yolo", "masks"] = "auto"
+    output: Path = Path("runs/dataset")
+    splits: SplitRatios = SplitRatios()
+    seed: int = 0
+    skip_invalid: bool = False
+    mask_class: str = "defect"
+    tasks: list[TaskName] = Field(default_factory=lambda: ["od", "dense", "grounding"], min_length=1)
+    order: Literal["sequential", "interleaved"] = "sequential"
+    workers: int = Field(0, ge=0, description="build processes; 0 = one per CPU core")
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[str]) -> list[str]:
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks are repeated: {tasks}")
+        return tasks
+
+
+class TransformSpec(Section):
+    """An extra albumentations transform: class name and constructor arguments."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _instantiable(self) -> TransformSpec:
+        try:
+            extra_transform(self.name, self.params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"transform {self.name}: {exc}") from exc
+        return self
+
+
+class AugmentSection(Section):
+    offline: bool = False
+    online: bool = True
+    horizontal_flip: bool = True
+    vertical_flip: bool = True
+    extra: list[TransformSpec] = Field(default_factory=list, description="online only")
+    splits: list[SplitName] = Field(default_factory=lambda: ["train"])
+
+
+class ModelSection(Section):
+    name: str = Field("tiny", description="'tiny', a hub id (florence-community/Florence-2-base) or a local directory")
+    image_size: int = Field(768, ge=32, le=2048)
+    revision: str | None = None
+
+
+class LoraSection(Section):
+    strategy: Literal["lora", "lora+vision", "freeze-vision", "full"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    rslora: bool = False
+    dora: bool = False
+    init: Literal["default", "gaussian", "pissa", "olora", "eva"] = "default"
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class TrainSection(Section):
+    output_dir: Path = Path("runs/train")
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["constant-then-anneal", "linear", "cosine"] = "constant-then-anneal"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    anneal_fraction: float = Field(0.2, gt=0, le=1, description="constant-then-anneal: share of steps annealed")
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    gradient_checkpointing: bool = False
+    early_stopping_patience: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class ScoreSection(Section):
+    batch_size: int = Field(8, ge=1)
+    backend: Literal["torch", "onnx"] = "torch"
+    default_threshold: float = Field(0.3, ge=0, le=1)
+    class_thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class StoreSection(Section):
+    url: str = "sqlite:///runs/results.db"
+
+
+class InspectConfig(Section):
+    """A full recipe: data, augmentation, model, adapter, training, scoring and results store."""
+
+    dataset: DatasetSection = DatasetSection()
+    augment: AugmentSection = AugmentSection()
+    model: ModelSection = ModelSection()
+    lora: LoraSection = LoraSection()
+    train: TrainSection = TrainSection()
+    score: ScoreSection = ScoreSection()
+    store: StoreSection = StoreSection()
+
+
+class ConfigError(ValueError):
+    """A recipe that does not validate; the message lists every bad key with its line."""
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str | int, ...] = ()) -> dict[tuple[str | int, ...], int]:
+    """Dotted key path -> 1-based line, from the YAML node tree."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = prefix + (key.value,)
+            lines[path] = key.start_mark.line + 1
+            lines.update(_key_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[prefix + (index,)] = item.start_mark.line + 1
+            lines.update(_key_lines(item, prefix + (index,)))
+    return lines
+
+
+def load_config(path: Path | str) -> InspectConfig:
+    """Read and validate a YAML recipe."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+        node = yaml.compose(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections")
+    try:
+        return InspectConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = _key_lines(node) if node is not None else {}
+        messages = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+            line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            where = f"line {line}: " if line else ""
+            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            messages.append(f"{path}: {where}{key}: {reason}")
+        raise ConfigError("\n".join(messages)) from None

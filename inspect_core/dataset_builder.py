@@ -1,0 +1,208 @@
+"""Build a Florence JSONL training set (maestro layout) from an import.
+
+``out/{train,valid,test}/`` hold the images and ``annotations.jsonl``; ``out/dataset.json`` records
+classes, tasks, task order and counts; ``out/skipped.json`` lists what ``--skip-invalid`` left out.
+Everything is written to a temporary sibling folder and renamed into place only when complete, so a
+failed build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from inspect_core import __version__
+from inspect_core.annotations import SPLITS, AnnotatedImage
+from inspect_core.augmentation import OFFLINE_FLIPS, apply, compose
+from inspect_core.config import AugmentSection, DatasetSection, SplitRatios
+from inspect_core.dataset_stats import SplitStats, split_stats
+from inspect_core.florence_tasks import TASK_ORDER, TaskRecord, task_record
+from inspect_core.importers import ImportResult
+from inspect_core.importers.florence_jsonl import ANNOTATIONS_FILE
+
+MANIFEST = "dataset.json"
+SKIP_REPORT = "skipped.json"
+JPEG_QUALITY = 95
+
+
+@dataclass
+class BuildSummary:
+    output: Path
+    source: Path
+    source_format: str
+    classes: list[str]
+    tasks: list[str]
+    order: str
+    splits: dict[str, SplitStats]
+    skipped: list[dict[str, str]]
+
+
+def assign_splits(images: list[AnnotatedImage], ratios: SplitRatios, seed: int) -> list[AnnotatedImage]:
+    """Give every image a split; images that share a source key always share a split.
+
+    Splits from the source (split folders) are kept. The rest are grouped by source key, ordered by
+    a seeded hash and cut by the ratios, so the assignment is deterministic and exact in counts.
+    """
+    keys = sorted({i.source_key for i in images if i.split is None})
+    keys.sort(key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
+    n_valid = round(len(keys) * ratios.valid)
+    n_test = round(len(keys) * ratios.test)
+    if len(keys) >= 3:  # a requested split should not vanish on a small dataset
+        n_valid = max(n_valid, 1 if ratios.valid > 0 else 0)
+        n_test = max(n_test, 1 if ratios.test > 0 else 0)
+    n_train = len(keys) - n_valid - n_test
+    split_of = {k: ("train" if i < n_train else "valid" if i < n_train + n_valid else "test") for i, k in enumerate(keys)}
+    return [i if i.split is not None else replace(i, split=split_of[i.source_key]) for i in images]
+
+
+def _output_names(images: list[AnnotatedImage]) -> list[str]:
+    """Unique file names per split: the source name, plus a content hash where names collide."""
+    seen: dict[tuple[str, str], int] = {}
+    for image in images:
+        seen[(image.split, image.image_path.name)] = seen.get((image.split, image.image_path.name), 0) + 1
+    return [
+        image.image_path.name if seen[(image.split, image.image_path.name)] == 1
+        else f"{image.image_path.stem}_{image.sha256[:8]}{image.image_path.suffix}"
+        for image in images
+    ]
+
+
+@lru_cache(maxsize=None)
+def _flip_pipeline(flip: str) -> A.Compose:
+    return compose([OFFLINE_FLIPS[flip](p=1.0)])
+
+
+def _materialise(job: tuple[AnnotatedImage, Path, str, tuple[str, ...]]) -> list[tuple[str, AnnotatedImage]]:
+    """Copy one image into its split folder and write its flipped copies (runs in a worker)."""
+    image, folder, name, flips = job
+    shutil.copyfile(image.image_path, folder / name)
+    written = [(name, image)]
+    if not flips:
+        return written
+    pixels = cv2.imdecode(np.fromfile(image.image_path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise ValueError(f"{image.image_path}: cannot decode image for augmentation")
+    rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    suffix = ".png" if image.image_path.suffix.lower() == ".png" else ".jpg"
+    for flip in flips:
+        flipped, objects = apply(_flip_pipeline(flip), rgb, image.objects)
+        flipped_name = f"flipped_{flip}_{Path(name).stem}{suffix}"
+        params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix == ".jpg" else []
+        ok, encoded = cv2.imencode(suffix, cv2.cvtColor(flipped, cv2.COLOR_RGB2BGR), params)
+        if not ok:
+            raise ValueError(f"{image.image_path}: cannot encode the {flip} flip")
+        encoded.tofile(str(folder / flipped_name))
+        written.append((flipped_name, replace(image, image_path=folder / flipped_name, objects=objects)))
+    return written
+
+
+@contextmanager
+def atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out``; rename it into place only if the block succeeds."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out.exists():
+        retired = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(retired)
+        staging.rename(out)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def build_dataset(
+    result: ImportResult,
+    out: Path,
+    dataset: DatasetSection,
+    augment: AugmentSection,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BuildSummary:
+    """Write the Florence JSONL dataset for an import; returns what was written."""
+    images = assign_splits(result.images, dataset.splits, dataset.seed)
+    names = _output_names(images)
+    flips = tuple(k for k, on in (("h", augment.horizontal_flip), ("v", augment.vertical_flip)) if on)
+    tasks = [t for t in TASK_ORDER if t in dataset.tasks]
+    with atomic_directory(out, overwrite) as staging:
+        for split in SPLITS:
+            (staging / split).mkdir()
+        jobs = [
+            (image, staging / image.split, name, flips if augment.offline and image.split in augment.splits else ())
+            for image, name in zip(images, names)
+        ]
+        by_split: dict[str, list[tuple[str, AnnotatedImage]]] = {s: [] for s in SPLITS}
+        workers = dataset.workers or os.cpu_count() or 1
+        with ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 8 else _InlineExecutor() as pool:
+            for done, written in enumerate(pool.map(_materialise, jobs, chunksize=8), start=1):
+                by_split[written[0][1].split].extend(written)
+                if progress:
+                    progress(done, len(jobs))
+        stats: dict[str, SplitStats] = {}
+        for split, entries in by_split.items():
+            entries.sort(key=lambda e: e[0])
+            records: list[TaskRecord] = [
+                r for task in tasks for name, image in entries if (r := task_record(image, task, name)) is not None
+            ]
+            with (staging / split / ANNOTATIONS_FILE).open("w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record.as_json(), ensure_ascii=False) + "\n")
+            stats[split] = split_stats([image for _name, image in entries], records)
+        summary = BuildSummary(
+            output=Path(out), source=result.root, source_format=result.format, classes=result.classes,
+            tasks=tasks, order=dataset.order, splits=stats, skipped=[e.as_dict() for e in result.skipped],
+        )
+        (staging / MANIFEST).write_text(json.dumps(manifest(summary, augment), indent=2) + "\n", encoding="utf-8")
+        if summary.skipped:
+            (staging / SKIP_REPORT).write_text(json.dumps(summary.skipped, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def manifest(summary: BuildSummary, augment: AugmentSection) -> dict:
+    """What later stages (training, evaluation) read back about the dataset."""
+    return {
+        "inspect_core_version": __version__,
+        "source": str(summary.source),
+        "source_format": summary.source_format,
+        "classes": summary.classes,
+        "tasks": summary.tasks,
+        "order": summary.order,
+        "augment": augment.model_dump(mode="json"),
+        "splits": {s: {"images": v.images, "source_images": v.source_images, "objects": v.objects, "records": v.records} for s, v in summary.splits.items()},
+        "skipped": len(summary.skipped),
+    }
+
+
+class _InlineExecutor:
+    """Same interface as a process pool, for small jobs where forking costs more than it saves."""
+
+    def __enter__(self) -> _InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn, items, chunksize: int = 1):  # noqa: ANN001 - mirrors Executor.map
+        return map(fn, items)

@@ -1,0 +1,71 @@
+"""Safe resolution and checking of the image files that annotations point at.
+
+Every importer funnels image references through here, so path escapes, missing files and
+undecodable images are rejected the same way whatever the label format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from PIL import Image
+
+from inspect_core.annotations import AnnotationError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Refuse decompression bombs early: a 20k x 20k frame is already larger than any loom camera.
+Image.MAX_IMAGE_PIXELS = 400_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    width: int
+    height: int
+    sha256: str
+
+
+def resolve_image(root: Path, reference: str, file: Path | str, location: str, field: str) -> Path:
+    """Resolve an annotation's image reference inside ``root``; reject escapes and missing files."""
+    if not reference or not reference.strip():
+        raise AnnotationError(file, location, field, "image reference is empty")
+    if PurePosixPath(reference).is_absolute() or PureWindowsPath(reference).is_absolute():
+        raise AnnotationError(file, location, field, f"absolute image path {reference!r} is not allowed")
+    if ".." in PurePosixPath(reference.replace("\\", "/")).parts:
+        raise AnnotationError(file, location, field, f"image path {reference!r} escapes the dataset root")
+    path = (root / reference).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise AnnotationError(file, location, field, f"image path {reference!r} escapes the dataset root")
+    if not path.is_file():
+        raise AnnotationError(file, location, field, f"image {reference!r} not found in {root}")
+    return path
+
+
+def read_image_info(path: Path, file: Path | str, location: str, field: str = "image") -> ImageInfo:
+    """Size and content hash of an image, decoding it fully so truncated files are caught.
+
+    JPEGs decode in draft mode (DCT-scaled to 1/8), which still reads the whole stream but costs a
+    fraction of a full decode.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AnnotationError(file, location, field, f"cannot read image {path.name}: {exc}") from exc
+    if not data:
+        raise AnnotationError(file, location, field, f"image {path.name} is an empty file")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if image.format == "JPEG":
+                image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise AnnotationError(file, location, field, f"cannot decode image {path.name}: {exc}") from exc
+    return ImageInfo(width=width, height=height, sha256=hashlib.sha256(data).hexdigest())
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name for deterministic order."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,0 +1,78 @@
+"""What an import produced: good images, and every rejected item with its reason.
+
+Importers report per-item problems to an :class:`ImportCollector`; in strict mode the collector
+turns them into one :class:`DatasetImportError` listing all of them, in ``--skip-invalid`` mode it
+keeps them for the skip report. Duplicate images (same content) are caught here, once, for every
+format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inspect_core.annotations import AnnotatedImage, AnnotationError
+from inspect_core.importers.image_files import ImageInfo, read_image_info
+
+MAX_ERRORS_SHOWN = 20
+
+
+class DatasetImportError(ValueError):
+    """One or more annotation errors in strict mode."""
+
+    def __init__(self, errors: list[AnnotationError]) -> None:
+        self.errors = errors
+        shown = "\n".join(f"  - {e}" for e in errors[:MAX_ERRORS_SHOWN])
+        more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        super().__init__(
+            f"{len(errors)} invalid annotation(s); fix them or rerun with --skip-invalid:\n{shown}{more}"
+        )
+
+
+@dataclass
+class ImportResult:
+    format: str
+    root: Path
+    images: list[AnnotatedImage]
+    skipped: list[AnnotationError]
+    classes: list[str]
+
+
+@dataclass
+class ImportCollector:
+    """Accumulates images and errors; checks content duplicates across the whole dataset."""
+
+    skip_invalid: bool = False
+    images: list[AnnotatedImage] = field(default_factory=list)
+    errors: list[AnnotationError] = field(default_factory=list)
+    _by_hash: dict[str, Path] = field(default_factory=dict)
+
+    def image_info(self, path: Path, file: Path | str, location: str, field_name: str = "image") -> ImageInfo:
+        """Read an image once and reject a second copy of the same content."""
+        info = read_image_info(path, file, location, field_name)
+        first = self._by_hash.get(info.sha256)
+        if first is not None:
+            what = "is referenced twice" if first == path else f"has the same content as {first}"
+            raise AnnotationError(file, location, field_name, f"duplicate image: {path} {what}")
+        self._by_hash[info.sha256] = path
+        return info
+
+    def attempt(self, build: Callable[[], AnnotatedImage | None]) -> None:
+        """Run one item's build; keep its image or record its error."""
+        try:
+            image = build()
+        except AnnotationError as error:
+            self.errors.append(error)
+            return
+        if image is not None:
+            self.images.append(image)
+
+    def reject(self, error: AnnotationError) -> None:
+        self.errors.append(error)
+
+    def finish(self, format_name: str, root: Path, classes: list[str] | None = None) -> ImportResult:
+        if self.errors and not self.skip_invalid:
+            raise DatasetImportError(self.errors)
+        labels = classes if classes is not None else sorted({o.label for i in self.images for o in i.objects})
+        return ImportResult(format_name, root, self.images, list(self.errors), labels)
