@@ -55,16 +55,18 @@ def _progress() -> Progress:
 
 
 def _stats_table(title: str, splits: dict[str, SplitStats]) -> Table:
+    """One column per split, one row per count: stays narrow however many classes there are."""
     classes = sorted({c for s in splits.values() for c in s.objects})
     tasks = [t for t in ("od", "dense", "grounding") if any(t in s.records for s in splits.values())]
-    table = Table(title=title)
-    for column in ["split", "images", "sources", "clean", *classes, *(f"{t} records" for t in tasks)]:
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split, s in splits.items():
-        table.add_row(
-            split, str(s.images), str(s.source_images), str(s.clean_images),
-            *(str(s.objects.get(c, 0)) for c in classes), *(str(s.records.get(t, 0)) for t in tasks),
-        )
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for split in splits:
+        table.add_column(split, justify="right")
+    rows = [("images", lambda s: s.images), ("source images", lambda s: s.source_images), ("clean images", lambda s: s.clean_images)]
+    rows += [(f"objects: {c}", lambda s, c=c: s.objects.get(c, 0)) for c in classes]
+    rows += [(f"records: {t}", lambda s, t=t: s.records.get(t, 0)) for t in tasks]
+    for name, value in rows:
+        table.add_row(name, *(str(value(s)) for s in splits.values()))
     return table
 
 

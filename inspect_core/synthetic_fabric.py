@@ -2,10 +2,12 @@
 
 Each image is a woven (``plain``, ``twill``) or knitted (``knit``) texture in a random textile colour
 and yarn size, with 0-4 defects drawn on it (``hole``, ``stain``, ``broken_yarn``, ``wrinkle``,
-``knot``), then a random lighting gradient, gaussian sensor noise and JPEG compression, so the pixels
-returned are the pixels written. A detector must learn to find these defects, so they are drawn with
-clear contrast, and every label is exact: a box is the tight bounding box of the pixels a defect
-changed, in continuous coordinates (``x2`` is the last pixel index + 1).
+``knot``), then a random lighting gradient, gaussian sensor noise and JPEG compression (encoded and
+decoded), like a real line-scan capture. A detector must learn to find these defects, so they are
+drawn with clear contrast, and every label is exact: a box is the tight bounding box of the pixels
+where the drawn defect shows (strength above ``_MASK_THRESHOLD``), in continuous coordinates (``x2``
+is the last pixel index + 1). Holes, stains and wrinkles also get a polygon: the simplified outline of
+those pixels, through their centres (index + 0.5).
 
 ``LINE_MIN_THICKNESS_FRACTION``: a broken yarn is a 1-3 px line, whose tight box is nearly
 zero-thickness and fails any IoU match after a pixel of error. Its box's short side is therefore
@@ -32,8 +34,8 @@ from inspect_core.annotations import Box, DefectObject, Polygon, sort_objects
 DEFECT_CLASSES: tuple[str, ...] = ("hole", "stain", "broken_yarn", "wrinkle", "knot")
 LINE_MIN_THICKNESS_FRACTION: float = 0.03
 
-TEXTURES: tuple[str, ...] = ("plain", "twill", "knit")
 _TEXTURE_WORDS = {"plain": "plain woven", "twill": "twill woven", "knit": "knitted"}
+_TEXTURES = tuple(_TEXTURE_WORDS)
 
 # Yarn and defect sizes below are in pixels at this image side and scale with the requested size.
 _REFERENCE_SIDE = 512
@@ -51,7 +53,7 @@ _DARK_GAP = np.array([0.03, 0.03, 0.035], np.float32)
 _LIT_GAP = np.array([0.88, 0.87, 0.84], np.float32)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
-# name, warp colour, weft colour (linear 0-1 RGB); weft differs only where real cloth does (denim).
+# name, warp colour, weft colour (0-1 RGB); weft differs only where real cloth does (denim).
 _PALETTE: tuple[tuple[str, tuple[float, float, float], tuple[float, float, float]], ...] = (
     ("white", (0.95, 0.94, 0.91), (0.95, 0.94, 0.91)),
     ("cream", (0.96, 0.91, 0.79), (0.96, 0.91, 0.79)),
@@ -88,7 +90,7 @@ class _Fabric:
     colour_name: str
     image: np.ndarray  # HxWx3 float32 RGB 0-1, painted in place
     period: float  # yarn spacing in pixels
-    yarn_rgb: np.ndarray  # warp colour, the colour of loose yarn and knots
+    yarn_rgb: np.ndarray  # warp colour, the colour of loose fibre
     mean_rgb: np.ndarray
 
     @property
@@ -170,7 +172,7 @@ def _knit(rng: np.random.Generator, side: int, period: float) -> np.ndarray:
 
 def _weave_fabric(rng: np.random.Generator, side: int) -> _Fabric:
     """A random clean cloth: texture, colour, yarn size."""
-    texture = TEXTURES[rng.integers(len(TEXTURES))]
+    texture = _TEXTURES[rng.integers(len(_TEXTURES))]
     name, warp_rgb, weft_rgb = _PALETTE[rng.integers(len(_PALETTE))]
     shade = rng.uniform(0.92, 1.06, 3).astype(np.float32)  # dye lot variation
     warp_rgb = np.clip(np.asarray(warp_rgb, np.float32) * shade, 0, 1)
@@ -178,15 +180,16 @@ def _weave_fabric(rng: np.random.Generator, side: int) -> _Fabric:
     period = max(rng.uniform(4, 12) * side / _REFERENCE_SIDE, 3.0)
     if texture == "knit":
         luminance = _knit(rng, side, period)
-        colour = warp_rgb * (0.45 + 0.55 * luminance)[..., None]
+        yarn_colour = warp_rgb
     else:
         luminance, warp_on_top = _woven(rng, texture, side, period)
-        colour = np.where(warp_on_top[..., None], warp_rgb, weft_rgb) * (0.45 + 0.55 * luminance)[..., None]
-    colour = colour.astype(np.float32)
-    return _Fabric(texture, name, colour, period, warp_rgb, colour.mean(axis=(0, 1)))
+        yarn_colour = np.where(warp_on_top[..., None], warp_rgb, weft_rgb)
+    image = yarn_colour * (0.45 + 0.55 * luminance)[..., None]
+    # A sparse sample gives the mean colour well enough for contrast choices, at 1/16 of the cost.
+    return _Fabric(texture, name, image, period, warp_rgb, image[::4, ::4].mean(axis=(0, 1)))
 
 
-def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Camera effects: lighting gradient, sensor noise, 8-bit quantisation and JPEG compression."""
     side = image.shape[0]
     angle = rng.uniform(0, 2 * np.pi)
@@ -194,16 +197,20 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     light = 1 + np.float32(rng.uniform(0.1, 0.35)) * (
         np.float32(np.cos(angle)) * ramp[None, :] + np.float32(np.sin(angle)) * ramp[:, None]
     )
-    noisy = image * light[..., None]
-    noisy += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(0.008, 0.03))
-    pixels = np.clip(noisy * 255 + 0.5, 0, 255).astype(np.uint8)
+    noisy = rng.standard_normal(image.shape, dtype=np.float32)
+    noisy *= np.float32(rng.uniform(0.008, 0.03))
+    noisy += image * light[..., None]
+    noisy *= 255
+    noisy += 0.5
+    pixels = np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
     quality = int(rng.integers(_JPEG_QUALITY_RANGE[0], _JPEG_QUALITY_RANGE[1] + 1))
     decoded = cv2.imdecode(np.frombuffer(_encode_jpeg(pixels, quality), np.uint8), cv2.IMREAD_COLOR)
     return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def _encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a JPEG")
     return buffer.tobytes()
@@ -227,6 +234,11 @@ def _blend(alpha: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return 1 - a, a * colour
 
 
+def _shade(gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gain and offset that only lighten or darken the cloth, keeping its texture."""
+    return gain, np.zeros((*gain.shape[:2], 1), np.float32)
+
+
 def _stack(
     lower: tuple[np.ndarray, np.ndarray], upper: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -244,8 +256,10 @@ def _gap(fabric: _Fabric) -> tuple[np.ndarray, str]:
     return (_LIT_GAP, "bright") if fabric.is_dark else (_DARK_GAP, "dark")
 
 
-def _centre(rng: np.random.Generator, side: int, margin: float) -> tuple[float, float]:
-    return tuple(rng.uniform(margin * side, (1 - margin) * side, 2))
+def _centre(rng: np.random.Generator, side: int, margin: float) -> tuple[int, int]:
+    """A random pixel at least ``margin`` (fraction of the side) from the image edges."""
+    cx, cy = rng.uniform(margin * side, (1 - margin) * side, 2)
+    return int(cx), int(cy)
 
 
 def _yarn_ends(rng: np.random.Generator, coord: np.ndarray, period: float, reach: float) -> np.ndarray:
@@ -266,21 +280,21 @@ def _paint_hole(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
     theta, dist = np.arctan2(yy, xx), np.hypot(yy, xx)
     outline = np.ones_like(theta)
     for k in range(2, 6):
-        outline += np.float32(rng.uniform(0, 0.3) / k * 2) * np.cos(k * theta + np.float32(rng.uniform(0, 2 * np.pi)))
+        wobble = np.float32(rng.uniform(0, 0.6) / k)
+        outline += wobble * np.cos(k * theta + np.float32(rng.uniform(0, 2 * np.pi)))
     # Frayed edge: each cut warp (column) and weft (row) yarn sticks into the hole by its own length.
     fray = max(0.4 * radius, 2.0)
-    protrusion = _yarn_ends(rng, xx + np.float32(cx), fabric.period, fray) * np.abs(np.sin(theta)) + _yarn_ends(
-        rng, yy + np.float32(cy), fabric.period, fray
-    ) * np.abs(np.cos(theta))
-    edge = radius * outline - protrusion
+    warp_ends = _yarn_ends(rng, xx + cx, fabric.period, fray)
+    weft_ends = _yarn_ends(rng, yy + cy, fabric.period, fray)
+    edge = radius * outline - warp_ends * np.abs(np.sin(theta)) - weft_ends * np.abs(np.cos(theta))
     inside = cv2.GaussianBlur((dist < edge).astype(np.float32), (3, 3), 0)
     rim_width = max(3 * s, 1.5)
     rim = np.clip(1 - (dist - edge) / np.float32(rim_width), 0, 1) * (1 - inside)
     gap, tone = _gap(fabric)
     rim_gain = 1 + np.float32(-0.4 if fabric.is_dark else 0.4) * rim[..., None]
-    gain, offset = _stack((rim_gain, np.zeros_like(rim_gain)), _blend(inside, gap))
+    gain, offset = _stack(_shade(rim_gain), _blend(inside, gap))
     phrase = f"{_blob_size(2 * radius, fabric.side)} {tone} hole"
-    return _Patch(int(cx) - half, int(cy) - half, np.maximum(inside, rim), gain, offset, phrase)
+    return _Patch(cx - half, cy - half, np.maximum(inside, rim), gain, offset, phrase)
 
 
 def _paint_stain(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
@@ -295,19 +309,20 @@ def _paint_stain(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
         bx, by = rng.normal(0, 0.45 * radius, 2)
         blob_radius = np.float32(rng.uniform(0.35, 0.7) * radius)
         field += np.exp(-((xx - np.float32(bx)) ** 2 + (yy - np.float32(by)) ** 2) / (2 * blob_radius**2))
-    alpha = np.clip((field - np.float32(0.6)) / np.float32(0.35), 0, 1) * np.float32(rng.uniform(0.65, 0.9))
+    coverage = np.clip((field - np.float32(0.6)) / np.float32(0.35), 0, 1)
+    alpha = coverage * np.float32(rng.uniform(0.65, 0.9))
     oily = float(fabric.mean_rgb @ _LUMA) > _OIL_MIN_LUMINANCE
     if oily:
         tint = np.array([(0.30, 0.24, 0.16), (0.28, 0.28, 0.29)][rng.integers(2)], np.float32)
-        gain, offset = 1 - alpha[..., None] * (1 - tint), np.zeros((*alpha.shape, 1), np.float32)
+        gain, offset = _shade(1 - alpha[..., None] * (1 - tint))
     else:
-        tide = 4 * alpha * (1 - alpha)  # strongest where the mark is half dry: its edge
+        tide = 4 * coverage * (1 - coverage)  # a darker ring where the water dried: the mark's edge
         gain, offset = _stack(
             _blend(alpha * np.float32(0.7), np.array([0.86, 0.84, 0.79], np.float32)),
-            (1 - np.float32(0.35) * tide[..., None], np.zeros((*alpha.shape, 1), np.float32)),
+            _shade(1 - np.float32(0.35) * tide[..., None]),
         )
     phrase = f"{_blob_size(2 * radius, fabric.side)} {'oily' if oily else 'pale'} stain"
-    return _Patch(int(cx) - half, int(cy) - half, alpha, gain, offset, phrase)
+    return _Patch(cx - half, cy - half, alpha, gain, offset, phrase)
 
 
 def _paint_broken_yarn(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
@@ -344,9 +359,16 @@ def _paint_broken_yarn(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
     if not along_warp:
         line, gain, offset = line.T, gain.transpose(1, 0, 2), offset.transpose(1, 0, 2)
         x0, y0 = y0, x0
-    size_word = "long" if length >= 0.4 * side else "short"
-    phrase = f"{size_word} {'frayed ' if has_tuft else ''}broken yarn along the {'warp' if along_warp else 'weft'}"
+    size_word, tone = "long" if length >= 0.4 * side else "short", "frayed " if has_tuft else ""
+    phrase = f"{size_word} {tone}broken yarn along the {'warp' if along_warp else 'weft'}"
     return _Patch(x0, y0, line, gain, offset, phrase)
+
+
+def _orientation(degrees: float) -> str:
+    """Word for a direction given in degrees from horizontal (0-180)."""
+    if min(degrees, 180 - degrees) < 22.5:
+        return "horizontal"
+    return "vertical" if abs(degrees - 90) < 22.5 else "diagonal"
 
 
 def _paint_wrinkle(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
@@ -354,7 +376,7 @@ def _paint_wrinkle(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
     s, side = fabric.scale, fabric.side
     length = rng.uniform(0.4, 0.9) * side
     angle = rng.uniform(0, np.pi)
-    sigma = np.float32(rng.uniform(4, 10) * s)
+    sigma = np.float32(rng.uniform(5, 12) * s)
     sag = np.float32(rng.uniform(-0.12, 0.12) * length)
     cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
     reach = abs(float(sag)) + 4 * float(sigma)
@@ -370,16 +392,14 @@ def _paint_wrinkle(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
     relief = envelope * (light - shadow)
     gain = 1 + np.float32(rng.uniform(0.45, 0.65)) * relief[..., None]
     # Sheen on the lit band, so folds show on dark cloth too.
-    offset = np.float32(0.15) * np.maximum(relief, 0)[..., None]
-    degrees = np.degrees(angle)
-    orientation = "horizontal" if min(degrees, 180 - degrees) < 22.5 else "vertical" if abs(degrees - 90) < 22.5 else "diagonal"
-    phrase = f"{'long' if length >= 0.6 * side else 'short'} {'sharp' if sigma < 6.5 * s else 'soft'} {orientation} wrinkle"
-    strength = envelope * np.maximum(light, shadow)
-    return _Patch(int(cx) - half_w, int(cy) - half_h, strength, gain, offset, phrase)
+    offset = np.float32(0.2) * np.maximum(relief, 0)[..., None]
+    size_word, tone = "long" if length >= 0.6 * side else "short", "sharp" if sigma < 8 * s else "soft"
+    phrase = f"{size_word} {tone} {_orientation(float(np.degrees(angle)))} wrinkle"
+    return _Patch(cx - half_w, cy - half_h, envelope * np.maximum(light, shadow), gain, offset, phrase)
 
 
 def _paint_knot(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
-    """A small raised lump of yarn in a slightly different shade, lit from the upper left, casting a shadow."""
+    """A small raised lump of yarn in another shade, lit from the upper left, casting a shadow."""
     s = fabric.scale
     a = max(rng.uniform(5, 11) * s, 2.0)
     b = a * rng.uniform(0.6, 1.0)
@@ -388,21 +408,26 @@ def _paint_knot(rng: np.random.Generator, fabric: _Fabric) -> _Patch:
     cx, cy = _centre(rng, fabric.side, 0.05)
     yy, xx = _grid(half, half)
     cos, sin = np.float32(np.cos(angle)), np.float32(np.sin(angle))
-    radial = np.sqrt(((xx * cos + yy * sin) / np.float32(a)) ** 2 + ((yy * cos - xx * sin) / np.float32(b)) ** 2)
-    height = np.float32(a) * np.sqrt(np.clip(1 - radial**2, 0, 1))
+    radial = np.hypot((xx * cos + yy * sin) / np.float32(a), (yy * cos - xx * sin) / np.float32(b))
+    height = np.float32(a) * np.sqrt(np.clip(1 - radial**2, 0, 1))  # a dome as high as it is wide
     slope_y, slope_x = np.gradient(height)
-    sun = np.array([-0.55, -0.55, 0.63], np.float32)  # from the upper left, above the cloth
-    lambert = np.clip((-slope_x * sun[0] - slope_y * sun[1] + sun[2]) / np.sqrt(slope_x**2 + slope_y**2 + 1), 0, 1)
+    sun = np.array([-0.55, -0.55, 0.63], np.float32)  # towards the light: upper left, above the cloth
+    facing = -slope_x * sun[0] - slope_y * sun[1] + sun[2]
+    lambert = np.clip(facing / np.sqrt(slope_x**2 + slope_y**2 + 1), 0, 1)
     lump = np.clip(1 - (radial - 1) * np.float32(a), 0, 1)
-    shift = rng.uniform(0.55, 0.7) if rng.random() < 0.5 else rng.uniform(1.3, 1.5)
-    colour = np.clip(fabric.mean_rgb * shift * rng.normal(1.0, 0.06, 3).astype(np.float32), 0, 1)
+    # Lighter or darker than the cloth; on dark cloth a darker lump would not show, so always lighter.
+    light = fabric.is_dark or rng.random() < 0.5
+    if light:
+        base = fabric.mean_rgb + (1 - fabric.mean_rgb) * np.float32(rng.uniform(0.3, 0.5))
+    else:
+        base = fabric.mean_rgb * np.float32(rng.uniform(0.45, 0.6))
+    colour = np.clip(base * rng.normal(1.0, 0.06, 3).astype(np.float32), 0, 1)
     surface = colour * (0.35 + 0.9 * lambert)[..., None] + (0.25 * lambert**4)[..., None]
-    offset_px = max(0.35 * a, 1.0)
-    shadow = cv2.warpAffine(lump, np.float32([[1, 0, offset_px], [0, 1, offset_px]]), lump.shape[::-1]) * (1 - lump)
-    a_lump = lump[..., None]
-    gain = (1 - np.float32(0.55) * shadow[..., None]) * (1 - a_lump)
-    tone = "dark" if shift < 1 else "light"
-    return _Patch(int(cx) - half, int(cy) - half, np.maximum(lump, shadow), gain, a_lump * surface, f"small {tone} knot")
+    drop = max(0.35 * a, 1.0)  # the cast shadow falls to the lower right
+    shadow = cv2.warpAffine(lump, np.float32([[1, 0, drop], [0, 1, drop]]), lump.shape[::-1]) * (1 - lump)
+    gain, offset = _stack(_shade(1 - np.float32(0.55) * shadow[..., None]), _blend(lump, surface))
+    tone = "light" if light else "dark"
+    return _Patch(cx - half, cy - half, np.maximum(lump, shadow), gain, offset, f"small {tone} knot")
 
 
 _PAINTERS: dict[str, Callable[[np.random.Generator, _Fabric], _Patch]] = {
@@ -559,7 +584,7 @@ def generate_sample(
     fabric_rng, defect_rng, finish_rng = np.random.default_rng([seed, index]).spawn(3)
     fabric = _weave_fabric(fabric_rng, size)
     objects = _add_defects(defect_rng, fabric, max_defects, clean_fraction)
-    image = _finish(fabric.image, finish_rng)
+    image = _finish(finish_rng, fabric.image)
     return SyntheticSample(image, objects, _caption(fabric, objects), fabric.texture)
 
 
@@ -604,7 +629,7 @@ def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
         # As LabelImg does: a box touching the image border is marked truncated.
         _sub(element, "truncated", int(xmin == 0 or ymin == 0 or xmax == width or ymax == height))
         _sub(element, "difficult", 0)
-        _sub(element, "description", obj.description or obj.label)
+        _sub(element, "description", obj.phrase)
         bndbox = etree.SubElement(element, "bndbox")
         for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
             _sub(bndbox, tag, value)
@@ -612,8 +637,14 @@ def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
     return etree.tostring(root, pretty_print=True, encoding="utf-8")
 
 
-def write_voc_dataset(out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0) -> list[Path]:
-    """Write `count` images (`fabric_{index:05d}.jpg`) + LabelImg Pascal VOC XML (`fabric_{index:05d}.xml`) side by side in out_dir; returns the xml paths."""
+def write_voc_dataset(
+    out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0
+) -> list[Path]:
+    """Write `count` images (`fabric_{index:05d}.jpg`) + LabelImg Pascal VOC XML (`fabric_{index:05d}.xml`)
+    side by side in out_dir; returns the xml paths.
+
+    The format LabelImg reads lets people inspect and correct the synthetic labels by hand.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     xml_paths = []

@@ -1,0 +1,52 @@
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from inspect_core.cli import app
+from tests.test_dataset_builder import _voc_set
+
+runner = CliRunner()
+
+
+def test_help_teaches_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "dataset" in result.output and "demo" in result.output
+    build_help = runner.invoke(app, ["dataset", "build", "--help"])
+    assert build_help.exit_code == 0
+    for option in ("--source", "--format", "--augment", "--tasks", "--order", "--skip-invalid", "--json"):
+        assert option in build_help.output
+
+
+def test_build_then_stats_as_json(tmp_path: Path) -> None:
+    src = _voc_set(tmp_path / "src", 12)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(out), "--augment", "--tasks", "od,grounding", "--order", "interleaved", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["source_format"] == "voc" and summary["tasks"] == ["od", "grounding"] and summary["order"] == "interleaved"
+    assert sum(s["source_images"] for s in summary["splits"].values()) == 12
+    assert summary["splits"]["train"]["images"] == 3 * summary["splits"]["train"]["source_images"]
+    stats = runner.invoke(app, ["dataset", "stats", str(out), "--json"])
+    assert stats.exit_code == 0
+    assert json.loads(stats.stdout)["train"]["objects"] == summary["splits"]["train"]["objects"]
+    table = runner.invoke(app, ["dataset", "stats", str(out)])
+    assert "objects: hole" in table.output and "records: od" in table.output
+
+
+def test_bad_input_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    src = _voc_set(tmp_path / "src", 4)
+    (src / "img_001.xml").write_text((src / "img_001.xml").read_text().replace("<ymin>10", "<ymin>ten"))
+    result = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "img_001.xml: line 4 <ymin>: field 'ymin': not a number: 'ten'" in " ".join(result.stderr.split())
+    assert not (tmp_path / "out").exists()
+    skipped = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out"), "--skip-invalid", "--json"])
+    assert skipped.exit_code == 0 and len(json.loads(skipped.stdout)["skipped"]) == 1
+
+
+def test_bad_config_key_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset:\n  sauce: x\n")
+    result = runner.invoke(app, ["dataset", "build", "--config", str(config)])
+    assert result.exit_code == 2 and "line 2: dataset.sauce: unknown key" in result.stderr
