@@ -14,7 +14,7 @@ from inspect_core.annotations import (
     normalise_split,
     source_key_for,
 )
-from inspect_core.importers.image_files import resolve_image
+from inspect_core.importers.image_files import resolve_image, try_resolve
 from inspect_core.importers.import_result import ImportCollector, ImportResult
 
 
@@ -83,6 +83,8 @@ def _import_file(path: Path, root: Path, collector: ImportCollector) -> list[str
             index = anns[0][0]
             collector.reject(AnnotationError(path, f"annotations[{index}] (id={anns[0][1].get('id')})", "image_id", f"no image with id {image_id!r}"))
 
+    references = [e["file_name"] for e in data["images"] if isinstance(e, dict) and isinstance(e.get("file_name"), str)]
+    collector.prefetch(p for r in references if (p := try_resolve(_image_folder(path, r), r)) is not None)
     for index, entry in enumerate(data["images"]):
         where = f"images[{index}]"
 

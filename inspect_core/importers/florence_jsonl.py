@@ -14,7 +14,7 @@ from pathlib import Path
 
 from inspect_core.annotations import AnnotatedImage, AnnotationError, DefectObject, normalise_split, source_key_for
 from inspect_core.florence_tasks import TASK_PROMPTS, parse_target, task_of_prefix
-from inspect_core.importers.image_files import resolve_image
+from inspect_core.importers.image_files import resolve_image, try_resolve
 from inspect_core.importers.import_result import ImportCollector, ImportResult
 from inspect_core.loc_tokens import decode_box
 
@@ -111,7 +111,9 @@ def import_florence_jsonl(root: Path, collector: ImportCollector) -> ImportResul
         raise AnnotationError(root, "dataset root", ANNOTATIONS_FILE, "no annotations.jsonl at the root or in train/valid/test")
     for path in files:
         split = normalise_split(path.parent.name) if path.parent != root else None
-        for reference, tasks in _read_lines(path, collector).items():
+        by_image = _read_lines(path, collector)
+        collector.prefetch(p for r in by_image if (p := try_resolve(path.parent, r)) is not None)
+        for reference, tasks in by_image.items():
             first_line = min(line for line, _p, _s in tasks.values())
 
             def build(reference: str = reference, tasks: dict = tasks, first_line: int = first_line) -> AnnotatedImage:

@@ -43,18 +43,27 @@ def resolve_image(root: Path, reference: str, file: Path | str, location: str, f
     return path
 
 
-def read_image_info(path: Path, file: Path | str, location: str, field: str = "image") -> ImageInfo:
-    """Size and content hash of an image, decoding it fully so truncated files are caught.
+def try_resolve(root: Path, reference: str) -> Path | None:
+    """:func:`resolve_image` that returns None instead of raising: for prefetching."""
+    try:
+        return resolve_image(root, reference, "", "", "")
+    except AnnotationError:
+        return None
 
-    JPEGs decode in draft mode (DCT-scaled to 1/8), which still reads the whole stream but costs a
-    fraction of a full decode.
+
+def probe_image(path: Path) -> ImageInfo | str:
+    """Size and content hash of an image, or the reason it cannot be used.
+
+    The image is decoded fully so truncated files are caught; JPEGs decode in draft mode (DCT-scaled
+    to 1/8), which still reads the whole stream at a fraction of the cost. Thread-safe: Pillow and
+    hashlib release the GIL, so probes run in parallel threads.
     """
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise AnnotationError(file, location, field, f"cannot read image {path.name}: {exc}") from exc
+        return f"cannot read image {path.name}: {exc}"
     if not data:
-        raise AnnotationError(file, location, field, f"image {path.name} is an empty file")
+        return f"image {path.name} is an empty file"
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -62,7 +71,7 @@ def read_image_info(path: Path, file: Path | str, location: str, field: str = "i
                 image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise AnnotationError(file, location, field, f"cannot decode image {path.name}: {exc}") from exc
+        return f"cannot decode image {path.name}: {exc}"
     return ImageInfo(width=width, height=height, sha256=hashlib.sha256(data).hexdigest())
 
 

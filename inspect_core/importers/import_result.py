@@ -8,12 +8,14 @@ format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspect_core.annotations import AnnotatedImage, AnnotationError
-from inspect_core.importers.image_files import ImageInfo, read_image_info
+from inspect_core.importers.image_files import ImageInfo, probe_image
 
 MAX_ERRORS_SHOWN = 20
 
@@ -47,10 +49,20 @@ class ImportCollector:
     images: list[AnnotatedImage] = field(default_factory=list)
     errors: list[AnnotationError] = field(default_factory=list)
     _by_hash: dict[str, Path] = field(default_factory=dict)
+    _probed: dict[Path, ImageInfo | str] = field(default_factory=dict)
+
+    def prefetch(self, paths: Iterable[Path]) -> None:
+        """Probe many images in parallel threads ahead of the (ordered) per-item builds."""
+        todo = sorted({p.resolve() for p in paths} - self._probed.keys())
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            self._probed.update(zip(todo, pool.map(probe_image, todo)))
 
     def image_info(self, path: Path, file: Path | str, location: str, field_name: str = "image") -> ImageInfo:
-        """Read an image once and reject a second copy of the same content."""
-        info = read_image_info(path, file, location, field_name)
+        """Size and hash of an image; rejects unusable files and a second copy of the same content."""
+        path = path.resolve()
+        info = self._probed.pop(path, None) or probe_image(path)
+        if isinstance(info, str):
+            raise AnnotationError(file, location, field_name, info)
         first = self._by_hash.get(info.sha256)
         if first is not None:
             what = "is referenced twice" if first == path else f"has the same content as {first}"

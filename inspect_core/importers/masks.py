@@ -83,6 +83,7 @@ def import_masks(root: Path, collector: ImportCollector, mask_class: str = "defe
     stems = {p.stem for p in images}
     for orphan in sorted(p for p in folder.glob("*.png") if p.stem not in stems):
         collector.reject(AnnotationError(orphan, "file", "image", "mask has no matching image in images/"))
+    collector.prefetch(images)
     for image_path in images:
 
         def build(image_path: Path = image_path) -> AnnotatedImage:

@@ -19,7 +19,7 @@ from inspect_core.annotations import (
     normalise_split,
     source_key_for,
 )
-from inspect_core.importers.image_files import resolve_image
+from inspect_core.importers.image_files import IMAGE_SUFFIXES, resolve_image
 from inspect_core.importers.import_result import ImportCollector, ImportResult
 
 # No entity expansion, no network: label files come from anywhere.
@@ -117,6 +117,7 @@ def import_pascal_voc(root: Path, collector: ImportCollector) -> ImportResult:
     files = voc_files(root)
     if not files:
         raise AnnotationError(root, "dataset root", "xml", "no Pascal VOC <annotation> XML files found")
+    collector.prefetch(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     for xml_path in files:
         collector.attempt(lambda xml_path=xml_path: _read(xml_path, root, collector))
     return collector.finish("voc", root)

@@ -104,6 +104,7 @@ def import_yolo(root: Path, collector: ImportCollector) -> ImportResult:
     for label in sorted(root.rglob("*.txt")):
         if label.name.lower() not in _NOT_LABELS and label not in expected_labels:
             collector.reject(AnnotationError(label, "file", "image", "label file has no matching image"))
+    collector.prefetch(images)
     for image_path in images:
 
         def build(image_path: Path = image_path) -> AnnotatedImage:
