@@ -6,6 +6,9 @@ Two uses:
 - online: :class:`OnlineAugmenter` applies random flips and the configured extra transforms each
   time the training loader reads an image.
 
+Text follows the pixels too: after a flip, position words in descriptions and captions are mirrored
+("near the left selvage" becomes "near the right selvage"); other geometric extras leave text as is.
+
 Polygon vertices travel as albumentations keypoints. Keypoints use pixel-centre coordinates while
 our boxes and polygons use continuous ones, so vertices are shifted by half a pixel on the way in
 and out; a flip then maps ``x -> width - x`` for boxes and polygons alike.
@@ -13,13 +16,14 @@ and out; a flip then maps ``x -> width - x`` for boxes and polygons alike.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
 import albumentations as A
 import numpy as np
 
-from inspect_core.annotations import DefectObject, clip_polygon
+from inspect_core.annotations import AnnotatedImage, clip_polygon
 
 OFFLINE_FLIPS: dict[str, type[A.BasicTransform]] = {"h": A.HorizontalFlip, "v": A.VerticalFlip}
 
@@ -35,6 +39,7 @@ def compose(transforms: list[A.BasicTransform], seed: int | None = None) -> A.Co
         bbox_params=A.BboxParams(format="pascal_voc", label_fields=["object_ids"], clip=True, min_area=1.0),
         keypoint_params=A.KeypointParams(format="xy", label_fields=["keypoint_owners"], remove_invisible=False),
         seed=seed,
+        save_applied_params=True,
     )
     if seed is not None:
         for index, transform in enumerate(pipeline.transforms):
@@ -50,8 +55,28 @@ def extra_transform(name: str, params: dict[str, Any]) -> A.BasicTransform:
     return cls(**params)
 
 
-def apply(pipeline: A.Compose, image: np.ndarray, objects: tuple[DefectObject, ...]) -> tuple[np.ndarray, tuple[DefectObject, ...]]:
-    """Run ``pipeline`` on an RGB image and its objects; returns the new image and objects."""
+_MIRRORED_WORDS = {
+    "HorizontalFlip": {"left": "right", "right": "left"},
+    "VerticalFlip": {"top": "bottom", "bottom": "top", "upper": "lower", "lower": "upper"},
+}
+
+
+def mirror_text(text: str | None, transform_name: str) -> str | None:
+    """Swap the position words a flip mirrors, keeping capitalisation."""
+    swaps = _MIRRORED_WORDS.get(transform_name)
+    if not text or not swaps:
+        return text
+
+    def swap(match: re.Match[str]) -> str:
+        word = swaps[match.group(0).lower()]
+        return word.capitalize() if match.group(0)[0].isupper() else word
+
+    return re.sub(r"\b(" + "|".join(swaps) + r")\b", swap, text, flags=re.IGNORECASE)
+
+
+def apply(pipeline: A.Compose, pixels: np.ndarray, image: AnnotatedImage) -> tuple[np.ndarray, AnnotatedImage]:
+    """Run ``pipeline`` on an image's pixels and labels; returns both transformed together."""
+    objects = image.objects
     keypoints: list[tuple[float, float]] = []
     owners: list[int] = []
     for index, obj in enumerate(objects):
@@ -59,7 +84,7 @@ def apply(pipeline: A.Compose, image: np.ndarray, objects: tuple[DefectObject, .
             keypoints.append((x - 0.5, y - 0.5))
             owners.append(index)
     out = pipeline(
-        image=image,
+        image=pixels,
         bboxes=np.array([o.box for o in objects], dtype=np.float32).reshape(-1, 4),
         object_ids=list(range(len(objects))),
         keypoints=np.array(keypoints, dtype=np.float32).reshape(-1, 2),
@@ -69,17 +94,26 @@ def apply(pipeline: A.Compose, image: np.ndarray, objects: tuple[DefectObject, .
     polygons: dict[int, list[tuple[float, float]]] = {}
     for (x, y), owner in zip(np.asarray(out["keypoints"]).reshape(-1, 2), out["keypoint_owners"]):
         polygons.setdefault(int(owner), []).append((round(float(x) + 0.5, 4), round(float(y) + 0.5, 4)))
+    applied = [name for name, _params in out["applied_transforms"]]
     moved = []
     for box, index in zip(np.asarray(out["bboxes"]).reshape(-1, 4), out["object_ids"]):
+        obj = objects[int(index)]
         polygon = polygons.get(int(index))
+        description = obj.description
+        for name in applied:
+            description = mirror_text(description, name)
         moved.append(
             replace(
-                objects[int(index)],
+                obj,
                 box=tuple(round(float(v), 4) for v in box),
                 polygon=clip_polygon(tuple(polygon), width, height) if polygon else None,
+                description=description,
             )
         )
-    return out["image"], tuple(moved)
+    caption = image.caption
+    for name in applied:
+        caption = mirror_text(caption, name)
+    return out["image"], replace(image, objects=tuple(moved), caption=caption, width=width, height=height)
 
 
 class OnlineAugmenter:
@@ -94,5 +128,5 @@ class OnlineAugmenter:
             transforms.append(A.VerticalFlip(p=0.5))
         self.pipeline = compose(transforms + list(extra or []), seed=seed)
 
-    def __call__(self, image: np.ndarray, objects: tuple[DefectObject, ...]) -> tuple[np.ndarray, tuple[DefectObject, ...]]:
-        return apply(self.pipeline, image, objects)
+    def __call__(self, pixels: np.ndarray, image: AnnotatedImage) -> tuple[np.ndarray, AnnotatedImage]:
+        return apply(self.pipeline, pixels, image)

@@ -101,14 +101,14 @@ def _materialise(job: tuple[AnnotatedImage, Path, str, tuple[str, ...]]) -> list
         raise ValueError(f"{image.image_path}: cannot decode image for augmentation")
     suffix = ".png" if image.image_path.suffix.lower() == ".png" else ".jpg"
     for flip in flips:
-        flipped, objects = apply(_flip_pipeline(flip), pixels, image.objects)
+        flipped, moved = apply(_flip_pipeline(flip), pixels, image)
         flipped_name = f"flipped_{flip}_{Path(name).stem}{suffix}"
         params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if suffix == ".jpg" else []
         ok, encoded = cv2.imencode(suffix, flipped, params)
         if not ok:
             raise ValueError(f"{image.image_path}: cannot encode the {flip} flip")
         encoded.tofile(str(folder / flipped_name))
-        written.append((flipped_name, replace(image, image_path=folder / flipped_name, objects=objects)))
+        written.append((flipped_name, replace(moved, image_path=folder / flipped_name)))
     return written
 
 
