@@ -7,7 +7,7 @@ Polygons use the same space. Keeping one model means a new label format needs on
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 Box = tuple[float, float, float, float]
@@ -64,10 +64,6 @@ class AnnotatedImage:
     split: str | None = None
     source_key: str = ""
     sha256: str = ""
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-    def with_objects(self, objects: tuple[DefectObject, ...]) -> AnnotatedImage:
-        return replace(self, objects=objects)
 
 
 def normalise_split(name: str | None) -> str | None:

@@ -11,7 +11,6 @@ import re
 from inspect_core.annotations import Box
 
 LOC_BINS = 1000
-LOC_TOKENS: tuple[str, ...] = tuple(f"<loc_{i}>" for i in range(LOC_BINS))
 _LOC = re.compile(r"<loc_(\d+)>")
 
 
