@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import machine_info  # noqa: E402
+from machine import machine_info
 
-from inspect_core.config import AugmentSection, DatasetSection  # noqa: E402
-from inspect_core.dataset_builder import build_dataset  # noqa: E402
-from inspect_core.importers import import_dataset  # noqa: E402
-from inspect_core.synthetic_fabric import write_voc_dataset  # noqa: E402
+from inspect_core.config import AugmentSection, DatasetSection
+from inspect_core.dataset_builder import build_dataset
+from inspect_core.importers import import_dataset
+from inspect_core.synthetic_fabric import write_voc_dataset
 
 
 def main() -> None:

@@ -95,15 +95,15 @@ def check_box(box: Box, width: int, height: int, file: Path | str, location: str
     tol = EDGE_TOLERANCE_PX
     if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
         raise AnnotationError(
-            file, location, field,
+            file,
+            location,
+            field,
             f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image",
         )
     x1, y1 = max(0.0, x1), max(0.0, y1)
     x2, y2 = min(float(width), x2), min(float(height), y2)
     if x2 <= x1 or y2 <= y1:
-        raise AnnotationError(
-            file, location, field, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has zero or negative area"
-        )
+        raise AnnotationError(file, location, field, f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has zero or negative area")
     return (x1, y1, x2, y2)
 
 
@@ -114,6 +114,4 @@ def clip_polygon(polygon: Polygon, width: int, height: int) -> Polygon:
 
 def sort_objects(objects: tuple[DefectObject, ...] | list[DefectObject]) -> tuple[DefectObject, ...]:
     """Deterministic reading order: top to bottom, then left to right, then by text."""
-    return tuple(
-        sorted(objects, key=lambda o: (round(o.box[1], 3), round(o.box[0], 3), o.label, o.phrase, o.box))
-    )
+    return tuple(sorted(objects, key=lambda o: (round(o.box[1], 3), round(o.box[0], 3), o.label, o.phrase, o.box)))

@@ -119,8 +119,9 @@ def apply(pipeline: A.Compose, pixels: np.ndarray, image: AnnotatedImage) -> tup
 class OnlineAugmenter:
     """Random augmentation for the training loader: flips at p=0.5 plus configured extras."""
 
-    def __init__(self, horizontal_flip: bool = True, vertical_flip: bool = True,
-                 extra: list[A.BasicTransform] | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self, horizontal_flip: bool = True, vertical_flip: bool = True, extra: list[A.BasicTransform] | None = None, seed: int | None = None
+    ) -> None:
         transforms: list[A.BasicTransform] = []
         if horizontal_flip:
             transforms.append(A.HorizontalFlip(p=0.5))

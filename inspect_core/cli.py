@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -49,8 +49,12 @@ def _config(path: Path | None) -> InspectConfig:
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=errors, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=True,
     )
 
 
@@ -88,23 +92,31 @@ def run_build(config: InspectConfig, out: Path, overwrite: bool) -> BuildSummary
     with _progress() as progress:
         task = progress.add_task("writing images", total=len(result.images))
         return build_dataset(
-            result, out, data, config.augment, overwrite=overwrite,
+            result,
+            out,
+            data,
+            config.augment,
+            overwrite=overwrite,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
 
 
 @dataset_app.command("build")
 def dataset_build(
-    source: Annotated[Optional[Path], typer.Option(help="Folder with images and labels.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (Florence JSONL, maestro layout).")] = None,
-    format: Annotated[Optional[str], typer.Option(help=f"Label format: auto or one of {', '.join(FORMATS)}.")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Materialise flipped_h_/flipped_v_ copies of training images.")] = None,
-    tasks: Annotated[Optional[str], typer.Option(help="Comma-separated tasks: od,dense,grounding.")] = None,
-    order: Annotated[Optional[str], typer.Option(help="Task order in training: sequential or interleaved.")] = None,
-    skip_invalid: Annotated[Optional[bool], typer.Option("--skip-invalid/--strict", help="Skip bad items and write skipped.json instead of failing.")] = None,
-    mask_class: Annotated[Optional[str], typer.Option(help="Class name for regions of binary masks.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for split assignment.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="YAML recipe; options given here override it.")] = None,
+    source: Annotated[Path | None, typer.Option(help="Folder with images and labels.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (Florence JSONL, maestro layout).")] = None,
+    format: Annotated[str | None, typer.Option(help=f"Label format: auto or one of {', '.join(FORMATS)}.")] = None,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Materialise flipped_h_/flipped_v_ copies of training images.")
+    ] = None,
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks: od,dense,grounding.")] = None,
+    order: Annotated[str | None, typer.Option(help="Task order in training: sequential or interleaved.")] = None,
+    skip_invalid: Annotated[
+        bool | None, typer.Option("--skip-invalid/--strict", help="Skip bad items and write skipped.json instead of failing.")
+    ] = None,
+    mask_class: Annotated[str | None, typer.Option(help="Class name for regions of binary masks.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for split assignment.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML recipe; options given here override it.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -115,8 +127,13 @@ def dataset_build(
     try:
         cfg = _config(config)
         overrides = {
-            "source": source, "format": format, "order": order, "skip_invalid": skip_invalid,
-            "mask_class": mask_class, "seed": seed, "output": out,
+            "source": source,
+            "format": format,
+            "order": order,
+            "skip_invalid": skip_invalid,
+            "mask_class": mask_class,
+            "seed": seed,
+            "output": out,
             "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
         }
         dataset = cfg.dataset.model_validate(cfg.dataset.model_dump() | {k: v for k, v in overrides.items() if v is not None})

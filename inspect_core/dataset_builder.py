@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import albumentations as A
@@ -77,13 +77,14 @@ def _output_names(images: list[AnnotatedImage]) -> list[str]:
     for image in images:
         seen[(image.split, image.image_path.name)] = seen.get((image.split, image.image_path.name), 0) + 1
     return [
-        image.image_path.name if seen[(image.split, image.image_path.name)] == 1
+        image.image_path.name
+        if seen[(image.split, image.image_path.name)] == 1
         else f"{image.image_path.stem}_{image.sha256[:8]}{image.image_path.suffix}"
         for image in images
     ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _flip_pipeline(flip: str) -> A.Compose:
     return compose([OFFLINE_FLIPS[flip](p=1.0)])
 
@@ -177,8 +178,14 @@ def build_dataset(
                     handle.write(json.dumps(record.as_json(), ensure_ascii=False) + "\n")
             stats[split] = split_stats([image for _name, image in entries], records)
         summary = BuildSummary(
-            output=Path(out), source=result.root, source_format=result.format, classes=result.classes,
-            tasks=tasks, order=dataset.order, splits=stats, skipped=[e.as_dict() for e in result.skipped],
+            output=Path(out),
+            source=result.root,
+            source_format=result.format,
+            classes=result.classes,
+            tasks=tasks,
+            order=dataset.order,
+            splits=stats,
+            skipped=[e.as_dict() for e in result.skipped],
         )
         (staging / MANIFEST).write_text(json.dumps(manifest(summary, augment), indent=2) + "\n", encoding="utf-8")
         if summary.skipped:
@@ -196,7 +203,10 @@ def manifest(summary: BuildSummary, augment: AugmentSection) -> dict:
         "tasks": summary.tasks,
         "order": summary.order,
         "augment": augment.model_dump(mode="json"),
-        "splits": {s: {"images": v.images, "source_images": v.source_images, "objects": v.objects, "records": v.records} for s, v in summary.splits.items()},
+        "splits": {
+            s: {"images": v.images, "source_images": v.source_images, "objects": v.objects, "records": v.records}
+            for s, v in summary.splits.items()
+        },
         "skipped": len(summary.skipped),
     }
 
@@ -210,5 +220,5 @@ class _InlineExecutor:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def map(self, fn, items, chunksize: int = 1):  # noqa: ANN001 - mirrors Executor.map
+    def map(self, fn, items, chunksize: int = 1):
         return map(fn, items)

@@ -61,10 +61,8 @@ def caption_for(image: AnnotatedImage) -> str:
     return f"fabric with {listed}"
 
 
-def _boxes_target(image: AnnotatedImage, text_of) -> str:  # noqa: ANN001 - small local helper
-    return "".join(
-        text_of(obj) + encode_box(obj.box, image.width, image.height) for obj in sort_objects(image.objects)
-    )
+def _boxes_target(image: AnnotatedImage, text_of) -> str:
+    return "".join(text_of(obj) + encode_box(obj.box, image.width, image.height) for obj in sort_objects(image.objects))
 
 
 def grounding_target(image: AnnotatedImage) -> str:
@@ -117,4 +115,3 @@ def parse_target(suffix: str) -> list[tuple[str, list[tuple[int, int, int, int]]
     if rest:
         raise ValueError(f"cannot parse {rest[:40]!r} at character {position}: expected text followed by <loc_N> x4")
     return pairs
-

@@ -194,9 +194,7 @@ def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     side = image.shape[0]
     angle = rng.uniform(0, 2 * np.pi)
     ramp = np.arange(side, dtype=np.float32) / np.float32(side) - np.float32(0.5)
-    light = 1 + np.float32(rng.uniform(0.1, 0.35)) * (
-        np.float32(np.cos(angle)) * ramp[None, :] + np.float32(np.sin(angle)) * ramp[:, None]
-    )
+    light = 1 + np.float32(rng.uniform(0.1, 0.35)) * (np.float32(np.cos(angle)) * ramp[None, :] + np.float32(np.sin(angle)) * ramp[:, None])
     noisy = rng.standard_normal(image.shape, dtype=np.float32)
     noisy *= np.float32(rng.uniform(0.008, 0.03))
     noisy += image * light[..., None]
@@ -239,9 +237,7 @@ def _shade(gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gain, np.zeros((*gain.shape[:2], 1), np.float32)
 
 
-def _stack(
-    lower: tuple[np.ndarray, np.ndarray], upper: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
+def _stack(lower: tuple[np.ndarray, np.ndarray], upper: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Gain and offset of applying ``lower`` then ``upper``."""
     return lower[0] * upper[0], lower[1] * upper[0] + upper[1]
 
@@ -541,9 +537,7 @@ def _apply(image: np.ndarray, patch: _Patch) -> None:
     region += patch.offset
 
 
-def _add_defects(
-    rng: np.random.Generator, fabric: _Fabric, max_defects: int, clean_fraction: float
-) -> tuple[DefectObject, ...]:
+def _add_defects(rng: np.random.Generator, fabric: _Fabric, max_defects: int, clean_fraction: float) -> tuple[DefectObject, ...]:
     """Draw 0..max_defects defects onto the fabric, skipping placements that overlap earlier ones."""
     clean = rng.random() < clean_fraction
     count = 0 if clean or max_defects == 0 else int(rng.integers(1, max_defects + 1))
@@ -569,9 +563,7 @@ def _caption(fabric: _Fabric, objects: tuple[DefectObject, ...]) -> str:
     return f"{cloth} with {listed}."
 
 
-def generate_sample(
-    seed: int, index: int, size: int = 512, max_defects: int = 4, clean_fraction: float = 0.15
-) -> SyntheticSample:
+def generate_sample(seed: int, index: int, size: int = 512, max_defects: int = 4, clean_fraction: float = 0.15) -> SyntheticSample:
     """Image ``index`` of the synthetic set ``seed``: same arguments, same pixels and labels.
 
     ``size`` is the square image side. The sample with ``max_defects=0`` is the same cloth, lighting
@@ -637,9 +629,7 @@ def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
     return etree.tostring(root, pretty_print=True, encoding="utf-8")
 
 
-def write_voc_dataset(
-    out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0
-) -> list[Path]:
+def write_voc_dataset(out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0) -> list[Path]:
     """Write `count` images (`fabric_{index:05d}.jpg`) + LabelImg Pascal VOC XML (`fabric_{index:05d}.xml`)
     side by side in out_dir; returns the xml paths.
 

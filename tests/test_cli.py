@@ -21,7 +21,23 @@ def test_help_teaches_every_command() -> None:
 def test_build_then_stats_as_json(tmp_path: Path) -> None:
     src = _voc_set(tmp_path / "src", 12)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(out), "--augment", "--tasks", "od,grounding", "--order", "interleaved", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "dataset",
+            "build",
+            "--source",
+            str(src),
+            "--out",
+            str(out),
+            "--augment",
+            "--tasks",
+            "od,grounding",
+            "--order",
+            "interleaved",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["source_format"] == "voc" and summary["tasks"] == ["od", "grounding"] and summary["order"] == "interleaved"

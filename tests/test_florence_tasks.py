@@ -32,8 +32,7 @@ def test_grounding_takes_the_caption_as_input_and_groups_repeated_phrases() -> N
     record = task_record(image, "grounding", "a.jpg")
     assert record.prefix == "<CAPTION_TO_PHRASE_GROUNDING>twill fabric with oily stain and small dark hole"
     assert record.suffix == (
-        "oily stain<loc_600><loc_40><loc_700><loc_120><loc_10><loc_600><loc_50><loc_800>"
-        "small dark hole<loc_100><loc_200><loc_200><loc_300>"
+        "oily stain<loc_600><loc_40><loc_700><loc_120><loc_10><loc_600><loc_50><loc_800>small dark hole<loc_100><loc_200><loc_200><loc_300>"
     )
     assert task_record(_image([]), "grounding", "a.jpg") is None
 

@@ -55,7 +55,9 @@ def test_sampler_follows_the_task_order(built: Path) -> None:
     sampler = TaskOrderSampler(data.records, "interleaved", epochs=2, seed=0)
     loader = DataLoader(data, sampler=sampler, batch_size=4, collate_fn=lambda batch: [p for _x, p, _s in batch])
     prefixes = [p for batch in loader for p in batch]
-    assert [p.split(">")[0] for p in prefixes] == sorted((p.split(">")[0] for p in prefixes), key=["<OD", "<DENSE_REGION_CAPTION", "<CAPTION_TO_PHRASE_GROUNDING"].index)
+    assert [p.split(">")[0] for p in prefixes] == sorted(
+        (p.split(">")[0] for p in prefixes), key=["<OD", "<DENSE_REGION_CAPTION", "<CAPTION_TO_PHRASE_GROUNDING"].index
+    )
     sampler.set_epoch(1)
     assert len(list(iter(sampler))) == len(data)
     with pytest.raises(ValueError, match="outside the planned"):

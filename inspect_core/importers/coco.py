@@ -81,7 +81,9 @@ def _import_file(path: Path, root: Path, collector: ImportCollector) -> list[str
     for image_id, anns in per_image.items():
         if image_id not in known_ids:
             index = anns[0][0]
-            collector.reject(AnnotationError(path, f"annotations[{index}] (id={anns[0][1].get('id')})", "image_id", f"no image with id {image_id!r}"))
+            collector.reject(
+                AnnotationError(path, f"annotations[{index}] (id={anns[0][1].get('id')})", "image_id", f"no image with id {image_id!r}")
+            )
 
     references = [e["file_name"] for e in data["images"] if isinstance(e, dict) and isinstance(e.get("file_name"), str)]
     collector.prefetch(p for r in references if (p := try_resolve(_image_folder(path, r), r)) is not None)
@@ -106,11 +108,18 @@ def _import_file(path: Path, root: Path, collector: ImportCollector) -> list[str
                 x, y, w, h = bbox
                 box = check_box((x, y, x + w, y + h), info.width, info.height, path, ann_where, "bbox")
                 objects.append(
-                    DefectObject(label=classes[ann["category_id"]], box=box, polygon=_polygon(ann.get("segmentation"), info.width, info.height))
+                    DefectObject(
+                        label=classes[ann["category_id"]], box=box, polygon=_polygon(ann.get("segmentation"), info.width, info.height)
+                    )
                 )
             return AnnotatedImage(
-                image_path=image_path, width=info.width, height=info.height, objects=tuple(objects),
-                split=split, source_key=source_key_for(image_path), sha256=info.sha256,
+                image_path=image_path,
+                width=info.width,
+                height=info.height,
+                objects=tuple(objects),
+                split=split,
+                source_key=source_key_for(image_path),
+                sha256=info.sha256,
             )
 
         collector.attempt(build)

@@ -21,7 +21,6 @@ from inspect_core.loc_tokens import decode_box
 ANNOTATIONS_FILE = "annotations.jsonl"
 
 
-
 def annotation_files(root: Path) -> list[Path]:
     """The JSONL files of a dataset: one per split folder, or one at the root."""
     files = sorted(p for p in root.glob(f"*/{ANNOTATIONS_FILE}") if normalise_split(p.parent.name))
@@ -58,14 +57,18 @@ def _read_lines(path: Path, collector: ImportCollector) -> dict[str, dict[str, t
             tasks = by_image.setdefault(record["image"], {})
             if task in tasks:
                 collector.reject(
-                    AnnotationError(path, where, "prefix", f"duplicate {task} record for {record['image']!r} (first on line {tasks[task][0]})")
+                    AnnotationError(
+                        path, where, "prefix", f"duplicate {task} record for {record['image']!r} (first on line {tasks[task][0]})"
+                    )
                 )
                 continue
             tasks[task] = (number, record["prefix"], record["suffix"])
     return by_image
 
 
-def _parse(path: Path, line: int, suffix: str, width: int, height: int) -> list[tuple[str, tuple[int, int, int, int], tuple[float, float, float, float]]]:
+def _parse(
+    path: Path, line: int, suffix: str, width: int, height: int
+) -> list[tuple[str, tuple[int, int, int, int], tuple[float, float, float, float]]]:
     try:
         pairs = parse_target(suffix)
     except ValueError as exc:
@@ -116,14 +119,22 @@ def import_florence_jsonl(root: Path, collector: ImportCollector) -> ImportResul
         for reference, tasks in by_image.items():
             first_line = min(line for line, _p, _s in tasks.values())
 
-            def build(reference: str = reference, tasks: dict = tasks, first_line: int = first_line) -> AnnotatedImage:
+            def build(
+                reference: str = reference, tasks: dict = tasks, first_line: int = first_line, path: Path = path, split: str | None = split
+            ) -> AnnotatedImage:
                 where = f"line {first_line}"
                 image_path = resolve_image(path.parent, reference, path, where, "image")
                 info = collector.image_info(image_path, path, where)
                 objects, caption = _merge(path, tasks, info.width, info.height)
                 return AnnotatedImage(
-                    image_path=image_path, width=info.width, height=info.height, objects=tuple(objects),
-                    caption=caption, split=split, source_key=source_key_for(image_path), sha256=info.sha256,
+                    image_path=image_path,
+                    width=info.width,
+                    height=info.height,
+                    objects=tuple(objects),
+                    caption=caption,
+                    split=split,
+                    source_key=source_key_for(image_path),
+                    sha256=info.sha256,
                 )
 
             collector.attempt(build)

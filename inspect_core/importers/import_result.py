@@ -27,9 +27,7 @@ class DatasetImportError(ValueError):
         self.errors = errors
         shown = "\n".join(f"  - {e}" for e in errors[:MAX_ERRORS_SHOWN])
         more = f"\n  ... and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
-        super().__init__(
-            f"{len(errors)} invalid annotation(s); fix them or rerun with --skip-invalid:\n{shown}{more}"
-        )
+        super().__init__(f"{len(errors)} invalid annotation(s); fix them or rerun with --skip-invalid:\n{shown}{more}")
 
 
 @dataclass

@@ -50,7 +50,9 @@ def regions(mask: np.ndarray, label: str) -> list[DefectObject]:
         contours, _ = cv2.findContours((components == index).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         contour = cv2.approxPolyDP(max(contours, key=cv2.contourArea), POLYGON_TOLERANCE_PX, True)
         polygon = tuple((float(px) + 0.5, float(py) + 0.5) for px, py in contour.reshape(-1, 2))
-        objects.append(DefectObject(label=label, box=(float(x), float(y), float(x + w), float(y + h)), polygon=polygon if len(polygon) >= 3 else None))
+        objects.append(
+            DefectObject(label=label, box=(float(x), float(y), float(x + w), float(y + h)), polygon=polygon if len(polygon) >= 3 else None)
+        )
     return objects
 
 
@@ -93,8 +95,12 @@ def import_masks(root: Path, collector: ImportCollector, mask_class: str = "defe
             info = collector.image_info(image_path, mask_path, "file")
             objects = _read_mask(mask_path, info.width, info.height, value_classes, mask_class)
             return AnnotatedImage(
-                image_path=image_path, width=info.width, height=info.height, objects=tuple(objects),
-                source_key=source_key_for(image_path), sha256=info.sha256,
+                image_path=image_path,
+                width=info.width,
+                height=info.height,
+                objects=tuple(objects),
+                source_key=source_key_for(image_path),
+                sha256=info.sha256,
             )
 
         collector.attempt(build)

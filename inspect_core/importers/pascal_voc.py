@@ -85,10 +85,15 @@ def _read(xml_path: Path, root: Path, collector: ImportCollector) -> AnnotatedIm
     info = collector.image_info(image_path, xml_path, where_file, "filename")
     size = annotation.find("size")
     if size is not None and size.find("width") is not None:
-        declared = (int(_number(size, "width", xml_path, _where(size, "size"))), int(_number(size, "height", xml_path, _where(size, "size"))))
+        declared = (
+            int(_number(size, "width", xml_path, _where(size, "size"))),
+            int(_number(size, "height", xml_path, _where(size, "size"))),
+        )
         if declared != (info.width, info.height):
             raise AnnotationError(
-                xml_path, _where(size, "size"), "size",
+                xml_path,
+                _where(size, "size"),
+                "size",
                 f"declares {declared[0]}x{declared[1]} but {filename} is {info.width}x{info.height}",
             )
     objects = []
@@ -106,10 +111,14 @@ def _read(xml_path: Path, root: Path, collector: ImportCollector) -> AnnotatedIm
     caption = annotation.findtext("caption")
     relative = xml_path.relative_to(root)
     return AnnotatedImage(
-        image_path=image_path, width=info.width, height=info.height, objects=tuple(objects),
+        image_path=image_path,
+        width=info.width,
+        height=info.height,
+        objects=tuple(objects),
         caption=caption.strip() if caption and caption.strip() else None,
         split=normalise_split(relative.parts[0]) if len(relative.parts) > 1 else None,
-        source_key=source_key_for(image_path), sha256=info.sha256,
+        source_key=source_key_for(image_path),
+        sha256=info.sha256,
     )
 
 

@@ -116,8 +116,13 @@ def import_yolo(root: Path, collector: ImportCollector) -> ImportResult:
                     if line.strip():
                         objects.append(_row(line.split(), names, names_file, label_path, f"line {number}", info.width, info.height))
             return AnnotatedImage(
-                image_path=image_path, width=info.width, height=info.height, objects=tuple(objects),
-                split=_split_of(image_path, root), source_key=source_key_for(image_path), sha256=info.sha256,
+                image_path=image_path,
+                width=info.width,
+                height=info.height,
+                objects=tuple(objects),
+                split=_split_of(image_path, root),
+                source_key=source_key_for(image_path),
+                sha256=info.sha256,
             )
 
         collector.attempt(build)

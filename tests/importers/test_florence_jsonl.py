@@ -22,11 +22,15 @@ def _line(image: str, prefix: str, suffix: str) -> str:
 
 
 def test_task_records_merge_into_one_annotation(tmp_path: Path) -> None:
-    folder = _write(tmp_path, "train", [
-        _line("a.jpg", "<OD>", OD),
-        _line("a.jpg", "<DENSE_REGION_CAPTION>", DENSE),
-        _line("a.jpg", "<CAPTION_TO_PHRASE_GROUNDING>fabric with small hole and oily stain", DENSE),
-    ])
+    folder = _write(
+        tmp_path,
+        "train",
+        [
+            _line("a.jpg", "<OD>", OD),
+            _line("a.jpg", "<DENSE_REGION_CAPTION>", DENSE),
+            _line("a.jpg", "<CAPTION_TO_PHRASE_GROUNDING>fabric with small hole and oily stain", DENSE),
+        ],
+    )
     write_image(folder / "a.jpg", 200, 100)
     _write(tmp_path, "valid", [_line("b.jpg", "<OD>", "")])
     write_image(tmp_path / "valid/b.jpg", 200, 100, seed=3)
