@@ -190,3 +190,37 @@ def demo(
     _print_summary(summary, as_json)
     if not as_json:
         console.print(f"[green]dataset ready:[/] {summary.output}  (inspect with: inspect-core dataset stats {summary.output})")
+
+
+@app.command("pretrain-tiny")
+def pretrain_tiny_command(
+    out: Annotated[Path, typer.Option(help="Where the model goes (the repo ships models/tiny-fabric-base).")] = Path("models/tiny-fabric-base"),
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (batch 8: ~0.5 s each on 2 CPU cores).")] = 6000,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1.5e-3,
+    eval_every: Annotated[int, typer.Option(min=1, help="Steps between held-out mAP evaluations.")] = 500,
+    minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+) -> None:
+    """Build the embedded base model: a tiny Florence-2 trained from scratch on synthetic fabric.
+
+    Runs for an hour or more on CPU; progress lines report held-out mAP@50 as it goes. The best model
+    by mAP@50 is kept in --out as a plain Florence-2 (from_pretrained works), with a model card.
+    """
+    from inspect_core.pretrain_tiny import PretrainSettings, pretrain_tiny, write_model_card
+
+    settings = PretrainSettings(
+        steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, time_limit_s=minutes * 60 if minutes else None
+    )
+
+    def report(entry: dict) -> None:
+        per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
+        errors.print(f"step {entry['step']} ({entry['minutes']} min) loss {entry['loss']:.3f} mAP@50 {entry['map50']:.3f} [{per_class}]")
+
+    result = pretrain_tiny(out, settings, log=report)
+    write_model_card(out)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        console.print(f"best held-out mAP@50 {result['best_map50']:.3f}; model in {out}")
