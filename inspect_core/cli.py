@@ -8,9 +8,11 @@ line and field.
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,7 +23,12 @@ from inspect_core.annotations import AnnotationError
 from inspect_core.config import ConfigError, InspectConfig, load_config
 from inspect_core.dataset_builder import BuildSummary, build_dataset
 from inspect_core.dataset_stats import SplitStats, built_dataset_stats, stats_as_dict
+from inspect_core.errors import ModelLoadError
 from inspect_core.importers import FORMATS, DatasetImportError, import_dataset
+
+if TYPE_CHECKING:
+    from inspect_core.evaluation import EvaluationReport
+    from inspect_core.trainer import TrainResult
 
 app = typer.Typer(
     name="inspect-core",
@@ -176,30 +183,156 @@ def dataset_synth(
     console.print(f"wrote {len(written)} images with VOC labels to {out}")
 
 
+def _training_progress() -> tuple[Progress, Callable[[int, int], None], Callable[[dict], None]]:
+    progress = _progress()
+    task = progress.add_task("epoch 1", total=None)
+    epoch = {"n": 1}
+
+    def on_step(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total, description=f"epoch {epoch['n']}")
+
+    def on_epoch(entry: dict) -> None:
+        scores = " ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "epoch" and isinstance(v, float))
+        progress.console.print(f"epoch {entry['epoch']}: {scores}")
+        epoch["n"] = entry["epoch"] + 1
+
+    return progress, on_step, on_epoch
+
+
+def run_training(config: InspectConfig, dataset: Path, output: Path, resume: bool) -> TrainResult:
+    from inspect_core.trainer import train
+
+    if not (dataset / "dataset.json").is_file():
+        raise FileNotFoundError(f"{dataset} is not a built dataset; build it first: inspect-core dataset build --out {dataset}")
+    progress, on_step, on_epoch = _training_progress()
+    with progress:
+        return train(config, dataset, output, resume=resume, on_step=on_step, on_epoch=on_epoch)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="YAML recipe (model, lora, train sections).")],
+    dataset: Annotated[Path | None, typer.Option(help="Built dataset; default: dataset.output of the recipe.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder; default: train.output_dir of the recipe.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its latest checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fine-tune Florence-2 with LoRA (or another strategy) on a built dataset.
+
+    Writes best/ and latest/ checkpoints, metrics.json and loss_curve.png to the run folder.
+    Example: inspect-core train --config configs/florence2-base-3090.yaml --dataset runs/base/dataset
+    """
+    try:
+        cfg = load_config(config)
+        result = run_training(cfg, dataset or cfg.dataset.output, output or cfg.train.output_dir, resume)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        console.print(
+            f"{result.stopped} after {result.epochs_run} epoch(s); "
+            f"best {result.metric_name} {result.best_metric} at epoch {result.best_epoch}"
+        )
+        console.print(f"checkpoints: {result.output_dir / 'best'} (best), {result.output_dir / 'latest'} (latest)")
+
+
+def _print_evaluation(report: EvaluationReport) -> None:
+    if report.detection:
+        table = Table(
+            title=f"{report.split}: mAP@50 {report.detection.map50:.3f}, mAP@50:95 {report.detection.map50_95:.3f}", title_justify="left"
+        )
+        for column in ("class", "AP@50", "AP@50:95", "instances"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for name, values in report.detection.per_class.items():
+            table.add_row(name, f"{values['ap50']:.3f}", f"{values['ap50_95']:.3f}", str(values["instances"]))
+        console.print(table)
+    for task, metrics in report.text.items():
+        console.print(
+            f"{task}: WER {metrics['wer']:.3f}, CER {metrics['cer']:.3f}, Levenshtein similarity {metrics['levenshtein_similarity']:.3f}"
+        )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Checkpoint folder (best/, latest/), merged model folder, 'tiny' or a hub id.")],
+    dataset: Annotated[Path, typer.Option(help="Built dataset folder.")],
+    split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    plots: Annotated[Path | None, typer.Option(help="Folder for the confusion matrix and PR-curve PNGs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """mAP@50, mAP@50:95 and per-class AP (real confidences), plus text metrics for dense/grounding."""
+    from inspect_core.evaluation import evaluate_split
+    from inspect_core.trained_model import load_trained
+
+    try:
+        loaded, processor = load_trained(model)
+        report = evaluate_split(loaded, processor, dataset, split, batch_size, max_new_tokens, plots)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_evaluation(report)
+
+
+@app.command()
+def merge(
+    model: Annotated[Path, typer.Option(help="Checkpoint folder with a LoRA adapter (e.g. runs/train/best).")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model (safetensors + processor).")],
+) -> None:
+    """Fold the LoRA adapter into the base weights: a plain Florence-2 for serving and ONNX export."""
+    from inspect_core.trained_model import merge_checkpoint
+
+    try:
+        merged = merge_checkpoint(model, out)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    console.print(f"merged model written to {merged}")
+
+
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="Recipe to run.")] = Path("configs/demo.yaml"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run the pipeline on the embedded default: the sample fabric set and the demo recipe."""
+    """The plant's workflow in small, on the embedded default: build the sample dataset, fine-tune the
+    shipped tiny Florence-2 with LoRA, and score the held-out test split."""
+    from inspect_core.evaluation import evaluate_split
+    from inspect_core.trained_model import load_trained
+
     try:
         cfg = load_config(config)
         summary = run_build(cfg, cfg.dataset.output, overwrite=True)
-    except USER_ERRORS as error:
+        if not as_json:
+            _print_summary(summary, as_json=False)
+        shutil.rmtree(cfg.train.output_dir, ignore_errors=True)
+        result = run_training(cfg, cfg.dataset.output, cfg.train.output_dir, resume=False)
+        model, processor = load_trained(cfg.train.output_dir / "best")
+        report = evaluate_split(
+            model, processor, cfg.dataset.output, "test", cfg.train.batch_size, cfg.train.max_new_tokens, cfg.train.output_dir
+        )
+    except (*USER_ERRORS, ModelLoadError) as error:
         _fail(error)
-    _print_summary(summary, as_json)
-    if not as_json:
-        console.print(f"[green]dataset ready:[/] {summary.output}  (inspect with: inspect-core dataset stats {summary.output})")
+    if as_json:
+        typer.echo(json.dumps({"dataset": str(summary.output), "training": result.as_dict(), "test": report.as_dict()}, indent=2))
+        return
+    console.print(f"fine-tuned {cfg.model.name} ({cfg.lora.strategy}) for {result.epochs_run} epoch(s): {result.output_dir / 'best'}")
+    _print_evaluation(report)
 
 
 @app.command("pretrain-tiny")
 def pretrain_tiny_command(
-    out: Annotated[Path, typer.Option(help="Where the model goes (the repo ships models/tiny-fabric-base).")] = Path("models/tiny-fabric-base"),
+    out: Annotated[Path, typer.Option(help="Where the model goes (the repo ships models/tiny-fabric-base).")] = Path(
+        "models/tiny-fabric-base"
+    ),
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps (batch 8: ~0.5 s each on 2 CPU cores).")] = 6000,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1.5e-3,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between held-out mAP evaluations.")] = 500,
-    minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
 ) -> None:

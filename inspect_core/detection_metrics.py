@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
@@ -19,6 +19,7 @@ class MapResult:
     map50: float
     map50_95: float
     per_class: dict[str, dict[str, float]]  # class -> {"ap50": .., "ap50_95": .., "instances": ..}
+    pr_curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # class -> recall, precision at IoU 0.5
 
     def as_dict(self) -> dict:
         return {"map50": self.map50, "map50_95": self.map50_95, "per_class": self.per_class}
@@ -65,9 +66,12 @@ def detection_map(
         valid = values[values > -1]
         return float(valid.mean()) if valid.size else 0.0
 
-    per_class = {}
+    per_class, pr_curves = {}, {}
+    recall = [float(r) for r in evaluation.params.recThrs]
     for name, cid in class_ids.items():
         k = evaluation.params.catIds.index(cid)
+        if instances[name]:
+            pr_curves[name] = {"recall": recall, "precision": [max(0.0, float(p)) for p in precision[0, :, k, 0, -1]]}
         per_class[name] = {
             "ap50": average(precision[0, :, k, 0, -1]),
             "ap50_95": average(precision[:, :, k, 0, -1]),
@@ -78,4 +82,5 @@ def detection_map(
         map50=float(np.mean([v["ap50"] for v in present])),
         map50_95=float(np.mean([v["ap50_95"] for v in present])),
         per_class=per_class,
+        pr_curves=pr_curves,
     )

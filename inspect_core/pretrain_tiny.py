@@ -24,6 +24,7 @@ from inspect_core.cell_detection_head import CellDetectionHead, cell_loss, cell_
 from inspect_core.detection_inference import detect
 from inspect_core.detection_metrics import MapResult, detection_map
 from inspect_core.florence_tasks import task_record
+from inspect_core.lr_schedules import lr_multiplier
 from inspect_core.synthetic_fabric import DEFECT_CLASSES, generate_sample
 from inspect_core.tiny_florence import TINY_IMAGE_SIZE, build_tiny, save_pretrained, task_prompt_corpus
 from inspect_core.training_batches import encode_batch
@@ -51,7 +52,9 @@ def synthetic_images(seed: int, start: int, count: int) -> list[tuple[np.ndarray
     samples = []
     for index in range(start, start + count):
         sample = generate_sample(seed, index, size=TINY_IMAGE_SIZE)
-        annotated = AnnotatedImage(Path(f"synthetic_{seed}_{index}.jpg"), TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, sample.objects, caption=sample.caption)
+        annotated = AnnotatedImage(
+            Path(f"synthetic_{seed}_{index}.jpg"), TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, sample.objects, caption=sample.caption
+        )
         samples.append((sample.image, annotated))
     return samples
 
@@ -78,19 +81,7 @@ def evaluate_detection(
     return detection_map([a.objects for _p, a in samples], predictions, classes)
 
 
-def _lr_factor(step: int, settings: PretrainSettings) -> float:
-    """Warmup, constant, then a linear anneal to zero over the last part."""
-    if step < settings.warmup_steps:
-        return (step + 1) / settings.warmup_steps
-    anneal_start = settings.steps * (1 - settings.anneal_fraction)
-    if step < anneal_start:
-        return 1.0
-    return max(0.0, (settings.steps - step) / (settings.steps - anneal_start))
-
-
-def pretrain_tiny(
-    out: Path, settings: PretrainSettings, log: Callable[[dict], None] | None = None
-) -> dict:
+def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], None] | None = None) -> dict:
     """Train from scratch; keeps the best model by held-out mAP@50 in ``out``; returns the metrics log."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
@@ -99,7 +90,9 @@ def pretrain_tiny(
     head = CellDetectionHead(model.config.text_config.d_model, len(DEFECT_CLASSES))
     params = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, settings))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_multiplier("constant-then-anneal", settings.steps, settings.warmup_steps, settings.anneal_fraction)
+    )
     held_out = synthetic_images(settings.seed + EVAL_SEED_OFFSET, 0, settings.eval_images)
     history: list[dict] = []
     best = -1.0
@@ -136,7 +129,9 @@ def pretrain_tiny(
             if result.map50 > best:
                 best = result.map50
                 save_pretrained(model, processor, out)
-                (out / "pretrain_metrics.json").write_text(json.dumps({"settings": asdict(settings), "best": entry, "history": history}, indent=2))
+                (out / "pretrain_metrics.json").write_text(
+                    json.dumps({"settings": asdict(settings), "best": entry, "history": history}, indent=2)
+                )
         if last:
             break
     return {"best_map50": best if best >= 0 else math.nan, "history": history}
@@ -160,21 +155,21 @@ fine-tunes it with LoRA exactly as a plant fine-tunes the real model.
 
 ## How it was made
 
-    inspect-core pretrain-tiny --out models/tiny-fabric-base --steps {settings['steps']} --batch-size {settings['batch_size']} \\
-        --lr {settings['lr']} --eval-every {settings['eval_every']} --seed {settings['seed']}
+    inspect-core pretrain-tiny --out models/tiny-fabric-base --steps {settings["steps"]} --batch-size {settings["batch_size"]} \\
+        --lr {settings["lr"]} --eval-every {settings["eval_every"]} --seed {settings["seed"]}
 
-Every step draws {settings['batch_size']} freshly generated 256 px images (no image repeats); tasks are mixed
+Every step draws {settings["batch_size"]} freshly generated 256 px images (no image repeats); tasks are mixed
 {TASK_MIX}. The loss is the sequence cross-entropy plus an auxiliary per-cell detection loss on the encoder's
 image tokens (training aid only, not saved: see `inspect_core/cell_detection_head.py`); AdamW, warmup then
 constant then linear anneal. Broken-yarn boxes carry the generator's minimum thickness (3% of the side).
 
 ## Scores
 
-Held-out: {settings['eval_images']} synthetic images from another seed, never trained on; greedy decoding;
-confidences from token probabilities; COCO mAP from faster-coco-eval. Best checkpoint: step {best['step']}
-after {best['minutes']} minutes on a 2-core CPU.
+Held-out: {settings["eval_images"]} synthetic images from another seed, never trained on; greedy decoding;
+confidences from token probabilities; COCO mAP from faster-coco-eval. Best checkpoint: step {best["step"]}
+after {best["minutes"]} minutes on a 2-core CPU.
 
-mAP@50 **{best['map50']:.3f}**, mAP@50:95 {best['map50_95']:.3f}
+mAP@50 **{best["map50"]:.3f}**, mAP@50:95 {best["map50_95"]:.3f}
 
 | class | AP@50 | AP@50:95 | instances |
 |---|---|---|---|

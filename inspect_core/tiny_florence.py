@@ -15,8 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import CLIPImageProcessorPil, Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
-from transformers import PreTrainedTokenizerFast
+from transformers import (
+    CLIPImageProcessorPil,
+    Florence2Config,
+    Florence2ForConditionalGeneration,
+    Florence2Processor,
+    PreTrainedTokenizerFast,
+)
 
 from inspect_core.florence_tasks import TASK_PROMPTS
 from inspect_core.loc_tokens import LOC_BINS
@@ -35,7 +40,10 @@ TASK_TOKENS = [
 ]  # fmt: skip
 # The post-processor refuses a parse task it has no entry for; these are all the ones it knows.
 POST_PROCESSOR_CONFIG = {
-    "ocr": {"PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>", "AREA_THRESHOLD": 0.0},
+    "ocr": {
+        "PATTERN": r"(.+?)<loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)><loc_(\d+)>",
+        "AREA_THRESHOLD": 0.0,
+    },
     "phrase_grounding": {"FILTER_BY_AREA": False, "banned_grounding_tokens": []},
     "pure_text": {},
     "description_with_bboxes": {},
@@ -62,7 +70,9 @@ def build_tokenizer(corpus: list[str]) -> PreTrainedTokenizerFast:
     bpe.train_from_iterator(corpus, trainer=trainer)
     # Targets are wrapped as BART does: <s> text </s>, so the decoder learns where an answer stops.
     bos, eos = bpe.token_to_id("<s>"), bpe.token_to_id("</s>")
-    bpe.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    bpe.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", image_token=IMAGE_TOKEN
     )

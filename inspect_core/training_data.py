@@ -62,6 +62,10 @@ class FlorenceTaskDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def annotation(self, index: int) -> AnnotatedImage:
+        """The labels behind record ``index`` (as stored, before any augmentation)."""
+        return self._annotations[index]
+
     def __getitem__(self, index: int) -> tuple[np.ndarray, str, str]:
         record, annotation = self.records[index], self._annotations[index]
         pixels = load_rgb(annotation.image_path)
