@@ -349,7 +349,8 @@ def pretrain_tiny_command(
 
     def report(entry: dict) -> None:
         per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
-        errors.print(f"step {entry['step']} ({entry['minutes']} min) loss {entry['loss']:.3f} mAP@50 {entry['map50']:.3f} [{per_class}]")
+        losses = f"loss {entry['loss']:.3f} aux {entry['aux_loss']:.3f}"
+        errors.print(f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]")
 
     result = pretrain_tiny(out, settings, log=report)
     write_model_card(out)

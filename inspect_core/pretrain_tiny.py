@@ -29,7 +29,7 @@ from inspect_core.synthetic_fabric import DEFECT_CLASSES, generate_sample
 from inspect_core.tiny_florence import TINY_IMAGE_SIZE, build_tiny, save_pretrained, task_prompt_corpus
 from inspect_core.training_batches import encode_batch
 
-TASK_MIX = {"od": 0.6, "dense": 0.2, "grounding": 0.2}
+TASK_MIX = {"od": 0.8, "dense": 0.1, "grounding": 0.1}
 EVAL_SEED_OFFSET = 10_000  # held-out images come from another seed than training images
 
 

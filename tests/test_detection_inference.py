@@ -32,7 +32,10 @@ def test_confidence_is_the_geometric_mean_of_label_and_location_tokens(processor
 
 def test_repeated_boxes_and_broken_groups(processor) -> None:
     loc = loc_token_ids(processor)
-    ids = _ids(processor, "oily stain<loc_1><loc_1><loc_9><loc_9><loc_20><loc_20><loc_30><loc_30>knot<loc_5><loc_5>hole<loc_9><loc_9><loc_1><loc_1>")
+    ids = _ids(
+        processor,
+        "oily stain<loc_1><loc_1><loc_9><loc_9><loc_20><loc_20><loc_30><loc_30>knot<loc_5><loc_5>hole<loc_9><loc_9><loc_1><loc_1>",
+    )
     detections = parse_detections(ids, [0.0] * len(ids), processor, 1000, 1000, loc)
     # both boxes of the phrase; the 2-token knot is dropped; the hole with x2 < x1 is dropped
     assert [(d.label, d.box[0]) for d in detections] == [("oily stain", 1.0), ("oily stain", 20.0)]

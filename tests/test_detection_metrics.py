@@ -16,6 +16,7 @@ def test_perfect_predictions_score_one() -> None:
 
 def test_confidences_rank_detections() -> None:
     """A confident false positive costs more AP than an unsure one: scores are used, not all-ones."""
+
     def predictions(false_positive_score: float) -> list[list[Detection]]:
         return [
             [Detection("hole", (10, 10, 50, 50), 0.9), Detection("stain", (60, 60, 90, 90), 0.8)],

@@ -29,7 +29,9 @@ def test_processor_matches_the_vision_tower(random_tiny_dir: Path) -> None:
     model, processor = _load(random_tiny_dir)
     assert processor.image_processor.image_seq_length == image_token_count(TINY_IMAGE_SIZE) == 65
     image = np.zeros((300, 200, 3), np.uint8)
-    inputs = encode_batch(processor, [image, image], ["<OD>", "<CAPTION_TO_PHRASE_GROUNDING>a small hole"], ["hole<loc_1><loc_2><loc_3><loc_4>", ""])
+    inputs = encode_batch(
+        processor, [image, image], ["<OD>", "<CAPTION_TO_PHRASE_GROUNDING>a small hole"], ["hole<loc_1><loc_2><loc_3><loc_4>", ""]
+    )
     assert inputs["pixel_values"].shape == (2, 3, 256, 256)
     assert (inputs["input_ids"] == model.config.image_token_id).sum(dim=1).tolist() == [65, 65]
     assert inputs["labels"][1, 2:].eq(IGNORE_INDEX).all()  # padding costs no loss

@@ -14,7 +14,9 @@ from inspect_core.training_batches import encode_batch
 
 def _config(model_dir: Path, **train_options: object) -> InspectConfig:
     options = {"epochs": 2, "batch_size": 4, "lr": 2e-3, "max_new_tokens": 8, "seed": 3} | train_options
-    return InspectConfig(model=ModelSection(name=str(model_dir), image_size=256), lora=LoraSection(r=4, alpha=8), train=TrainSection(**options))
+    return InspectConfig(
+        model=ModelSection(name=str(model_dir), image_size=256), lora=LoraSection(r=4, alpha=8), train=TrainSection(**options)
+    )
 
 
 def test_a_run_writes_checkpoints_metrics_and_curve(random_tiny_dir: Path, small_dataset: Path, tmp_path: Path) -> None:
@@ -77,7 +79,9 @@ def test_non_finite_loss_stops_and_keeps_best(random_tiny_dir: Path, small_datas
 
 def test_vision_checkpointing_keeps_gradients_identical(random_tiny_dir: Path) -> None:
     processor = AutoProcessor.from_pretrained(random_tiny_dir)
-    inputs = encode_batch(processor, [np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)], ["<OD>"], ["hole<loc_1><loc_2><loc_3><loc_4>"])
+    inputs = encode_batch(
+        processor, [np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)], ["<OD>"], ["hole<loc_1><loc_2><loc_3><loc_4>"]
+    )
     grads = []
     for checkpointed in (False, True):
         model = Florence2ForConditionalGeneration.from_pretrained(random_tiny_dir)
