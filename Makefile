@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/inspect-core demo --config configs/demo.yaml
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -m "not slow"
 
 test-all: $(STAMP)
@@ -27,6 +28,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/data_pipeline.py
+	$(PY) benchmarks/training_throughput.py
 
 # Regenerate the committed sample set (deterministic: same seed, same files).
 sample-data: $(STAMP)

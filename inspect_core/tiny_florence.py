@@ -148,9 +148,16 @@ def build_tiny(corpus: list[str], seed: int = 0) -> tuple[Florence2ForConditiona
     torch.manual_seed(seed)
     model = Florence2ForConditionalGeneration(tiny_config(tokenizer))
     embedding = model.model.multi_modal_projector.image_position_embed
+    loc_ids = tokenizer.convert_tokens_to_ids([f"<loc_{i}>" for i in range(LOC_BINS)])
+    words = model.get_input_embeddings().weight  # tied to the output head
     with torch.no_grad():
         embedding.row_embeddings.weight.copy_(_sincos_2d(*embedding.row_embeddings.weight.shape))
         embedding.column_embeddings.weight.copy_(_sincos_2d(*embedding.column_embeddings.weight.shape))
+        # Neighbouring location bins start with similar embeddings, so the (tied) output logits over
+        # <loc_i> are a smooth function of the hidden state: regressing a coordinate is then learnable
+        # instead of 1000 unrelated classes each seen rarely. Scaled to the random init's norm.
+        table = _sincos_2d(LOC_BINS, words.shape[1])
+        words[loc_ids] = table * (words.std() * (words.shape[1] ** 0.5) / table.norm(dim=1, keepdim=True))
     return model, processor
 
 

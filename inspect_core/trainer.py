@@ -149,7 +149,9 @@ def train(
         optimizer, lr_multiplier(settings.schedule, total_steps, int(settings.warmup_ratio * total_steps), settings.anneal_fraction)
     )
     has_objects = any(a.objects for a in (valid_data.annotation(i) for i in range(len(valid_data))))
-    metric_name = "map50" if has_objects else "neg_valid_loss"
+    # Best checkpoint by validation mAP; without labelled validation objects by validation loss, and
+    # without a validation split at all by training loss.
+    metric_name = "map50" if has_objects else "neg_valid_loss" if len(valid_data) else "neg_train_loss"
     history: list[dict] = []
     best_metric: float | None = None
     best_epoch: int | None = None
@@ -203,7 +205,7 @@ def train(
         if has_objects:
             report = evaluate_split(model, processor, dataset_dir, "valid", settings.batch_size, settings.max_new_tokens)
             entry |= {"map50": report.detection.map50, "map50_95": report.detection.map50_95}
-        metric = entry["map50"] if has_objects else -valid_loss
+        metric = entry["map50"] if has_objects else -(valid_loss if valid_loss is not None else entry["train_loss"])
         history.append(entry)
         improved = best_metric is None or metric > best_metric
         if improved:
