@@ -47,7 +47,9 @@ SUFFIX = "hole<loc_100><loc_120><loc_180><loc_200>stain<loc_500><loc_510><loc_64
 def architecture(name: str, tokenizer) -> Florence2Config:
     """Florence-2 configs by size; the tokenizer only supplies special-token ids."""
     if name == "tiny":
-        return tiny_config(tokenizer)
+        config = tiny_config(tokenizer)
+        config.text_config.max_position_embeddings = 1024  # 577 image tokens at 768 px + the prompt
+        return config
     vision = {"depths": [1, 1, 9, 1], "window_size": 12, "drop_path_rate": 0.1}
     if name == "base":
         vision |= {"embed_dim": [128, 256, 512, 1024], "num_heads": [4, 8, 16, 32], "num_groups": [4, 8, 16, 32], "projection_dim": 768}
