@@ -128,6 +128,7 @@ def _generate_text(
     model: nn.Module, processor: Florence2Processor, pixels: list[np.ndarray], prompts: list[str], max_new_tokens: int
 ) -> list[str]:
     inputs = processor(text=prompts, images=[Image.fromarray(p) for p in pixels], return_tensors="pt", padding=True)
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
     ids = model.generate(**inputs, max_new_tokens=max_new_tokens, num_beams=1, do_sample=False)
     return processor.batch_decode(ids, skip_special_tokens=False)
 

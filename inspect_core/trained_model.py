@@ -29,7 +29,7 @@ def save_checkpoint(model: nn.Module, processor: Florence2Processor, out: Path, 
     (out / MODEL_INFO).write_text(json.dumps({"base_model": base_model, "strategy": strategy, "kind": kind}, indent=2) + "\n")
 
 
-def load_trained(path: Path | str, trainable: bool = False) -> tuple[nn.Module, Florence2Processor]:
+def load_trained(path: Path | str) -> tuple[nn.Module, Florence2Processor]:
     """Model and processor from a checkpoint folder, a merged model folder, ``tiny`` or a hub id."""
     info_file = Path(path) / MODEL_INFO
     if not info_file.is_file():
@@ -39,7 +39,7 @@ def load_trained(path: Path | str, trainable: bool = False) -> tuple[nn.Module, 
         return load_florence(str(path))
     base, _ = load_florence(info["base_model"])
     processor = AutoProcessor.from_pretrained(path)
-    return PeftModel.from_pretrained(base, path, is_trainable=trainable), processor
+    return PeftModel.from_pretrained(base, path), processor
 
 
 def merge_checkpoint(path: Path | str, out: Path) -> Path:

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from peft import set_peft_model_state_dict
+from safetensors.torch import load_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torch.utils.data import DataLoader
@@ -159,9 +161,6 @@ def train(
     start_epoch = 0
     if resume:
         state = torch.load(state_path, weights_only=False)
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         weights = output_dir / "latest" / "adapter_model.safetensors"
         if weights.is_file():
             set_peft_model_state_dict(model, load_file(weights))
@@ -174,7 +173,6 @@ def train(
         best_metric, best_epoch, stale_epochs = state["best_metric"], state["best_epoch"], state["stale_epochs"]
 
     stopped = "completed"
-    epoch = start_epoch - 1
     for epoch in range(start_epoch, settings.epochs):
         model.train()
         sampler.set_epoch(epoch)
