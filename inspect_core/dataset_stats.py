@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from inspect_core.annotations import AnnotatedImage
 from inspect_core.florence_tasks import TaskRecord
-from inspect_core.importers.florence_jsonl import ANNOTATIONS_FILE, import_florence_jsonl
+from inspect_core.importers.florence_jsonl import ANNOTATIONS_FILE, import_florence_jsonl, read_task_records
 from inspect_core.importers.import_result import ImportCollector
 
 
@@ -42,11 +41,6 @@ def built_dataset_stats(root: Path) -> dict[str, SplitStats]:
     stats: dict[str, SplitStats] = {}
     for split_file in sorted(Path(root).glob(f"*/{ANNOTATIONS_FILE}")):
         split = split_file.parent.name
-        records = []
-        with split_file.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    records.append(TaskRecord(record["image"], record["prefix"], record["suffix"]))
+        records = read_task_records(split_file)
         stats[split] = split_stats([i for i in result.images if i.split == split], records)
     return stats

@@ -9,7 +9,6 @@ dataset build (``sequential`` or ``interleaved``, see :mod:`inspect_core.task_mi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from inspect_core.annotations import AnnotatedImage
 from inspect_core.augmentation import OnlineAugmenter, extra_transform
 from inspect_core.config import AugmentSection
 from inspect_core.florence_tasks import TaskRecord, task_record
-from inspect_core.importers.florence_jsonl import ANNOTATIONS_FILE, import_florence_jsonl
+from inspect_core.importers.florence_jsonl import ANNOTATIONS_FILE, import_florence_jsonl, read_task_records
 from inspect_core.importers.import_result import ImportCollector
 from inspect_core.task_mixing import epoch_plan
 
@@ -49,13 +48,9 @@ class FlorenceTaskDataset(Dataset):
         split_file = root / split / ANNOTATIONS_FILE
         if not split_file.is_file():
             raise FileNotFoundError(f"{split_file}: no such split in the dataset")
-        annotations = {i.image_path.name: i for i in import_florence_jsonl(root, ImportCollector()).images if i.split == split}
-        self.records: list[TaskRecord] = []
-        with split_file.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    self.records.append(TaskRecord(record["image"], record["prefix"], record["suffix"]))
+        images = import_florence_jsonl(root, ImportCollector(), split=split).images
+        annotations = {i.image_path.name: i for i in images}
+        self.records: list[TaskRecord] = read_task_records(split_file)
         self._annotations: list[AnnotatedImage] = [annotations[Path(r.image).name] for r in self.records]
         self.augmenter = augmenter
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from inspect_core.annotations import AnnotatedImage, AnnotationError, DefectObject, normalise_split, source_key_for
-from inspect_core.florence_tasks import TASK_PROMPTS, parse_target, task_of_prefix
+from inspect_core.florence_tasks import TASK_PROMPTS, TaskRecord, parse_target, task_of_prefix
 from inspect_core.importers.image_files import resolve_image, try_resolve
 from inspect_core.importers.import_result import ImportCollector, ImportResult
 from inspect_core.loc_tokens import decode_box
@@ -108,8 +108,15 @@ def _merge(path: Path, tasks: dict[str, tuple[int, str, str]], width: int, heigh
     return objects, caption
 
 
-def import_florence_jsonl(root: Path, collector: ImportCollector) -> ImportResult:
-    files = annotation_files(root)
+def read_task_records(path: Path) -> list[TaskRecord]:
+    """The records of one annotations.jsonl in file order (for a dataset this project built)."""
+    with path.open(encoding="utf-8") as handle:
+        return [TaskRecord(r["image"], r["prefix"], r["suffix"]) for r in map(json.loads, filter(str.strip, handle))]
+
+
+def import_florence_jsonl(root: Path, collector: ImportCollector, split: str | None = None) -> ImportResult:
+    """Import every split, or only ``split`` (so a training loader does not probe the other splits' images)."""
+    files = [f for f in annotation_files(root) if split is None or f.parent.name == split]
     if not files:
         raise AnnotationError(root, "dataset root", ANNOTATIONS_FILE, "no annotations.jsonl at the root or in train/valid/test")
     for path in files:
