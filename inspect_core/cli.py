@@ -7,6 +7,7 @@ line and field.
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 from collections.abc import Callable
@@ -323,6 +324,70 @@ def demo(
     _print_evaluation(report)
 
 
+def _collect_images(spec: str) -> list[Path]:
+    """A folder (searched recursively for image files) or a glob pattern, sorted."""
+    from inspect_core.importers.image_files import IMAGE_SUFFIXES
+
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    matches = sorted(Path(p) for p in glob.glob(str(folder), recursive=True) if Path(p).is_file())
+    if not matches:
+        raise FileNotFoundError(f"--images {spec}: no such folder, and the pattern matches no file")
+    return matches
+
+
+@app.command()
+def score(
+    images: Annotated[str, typer.Option(help="A folder (searched recursively) or a glob such as 'frames/**/*.png'.")],
+    model: Annotated[str, typer.Option(help="`tiny`, a merged model folder or a training checkpoint folder.")] = "tiny",
+    db: Annotated[str | None, typer.Option(help="Results store URL (sqlite:///file.db or postgresql+psycopg://...).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML; its score: and store: sections apply.")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch or onnx (an `export onnx` folder as --model).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images (or tiles) per generate call.")] = None,
+    tile: Annotated[bool | None, typer.Option("--tile/--no-tile", help="Score large or line-scan images as overlapping tiles.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id recorded with every image (with --line).")] = None,
+    line: Annotated[str | None, typer.Option(help="Production line of that camera.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Score images into the results store: defects with class, box and confidence.
+
+    Images already scored by the same model are skipped, so re-running after a crash (even kill -9)
+    finishes the job with every image scored exactly once. Files that cannot be read go to the
+    quarantine table with the reason; the batch goes on.
+
+    Example: inspect-core score --images frames/ --model runs/train/best --db sqlite:///results.db --camera cam-3 --line L2
+    """
+    from inspect_core.results_store import StoreUnavailableError, ensure_source, open_store
+    from inspect_core.scoring import score_images
+
+    try:
+        recipe = _config(config)
+        overrides = {k: v for k, v in {"backend": backend, "batch_size": batch_size, "tile": tile}.items() if v is not None}
+        settings = recipe.score.model_validate({**recipe.score.model_dump(), **overrides})
+        paths = _collect_images(images)
+        if (camera is None) != (line is None):
+            raise ValueError("--camera and --line go together: a camera is always over a line")
+        engine = open_store(db or recipe.store.url)
+        source_id = ensure_source(engine, camera, line) if camera else None
+        with _progress() as progress:
+            task = progress.add_task("scoring", total=len(paths))
+            summary = score_images(paths, model, engine, settings, source_id, progress=lambda n: progress.advance(task, n))
+    except (*USER_ERRORS, ModelLoadError, StoreUnavailableError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+        return
+    console.print(
+        f"run {summary.run_id} ({summary.model_version}): {summary.scored} scored, {summary.skipped} already scored, "
+        f"{summary.quarantined} quarantined, {summary.detections} defects, {summary.images_per_second:.2f} images/s"
+    )
+    table = Table("class", "defects")
+    for name, count in summary.per_class.items():
+        table.add_row(name, str(count))
+    console.print(table)
+
+
 @app.command("pretrain-tiny")
 def pretrain_tiny_command(
     out: Annotated[Path, typer.Option(help="Where the model goes (the repo ships models/tiny-fabric-base).")] = Path(
@@ -333,7 +398,12 @@ def pretrain_tiny_command(
     lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1.5e-3,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between held-out mAP evaluations.")] = 500,
     minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the training image stream (held-out images use seed + 10000).")] = 0,
+    init_from: Annotated[
+        str | None, typer.Option(help="Continue from a saved tiny model (e.g. models/tiny-fabric-base) instead of random weights.")
+    ] = None,
+    od_only_fraction: Annotated[float, typer.Option(min=0, max=1, help="Share of the first steps that train <OD> only.")] = 0.0,
+    loc_sigma: Annotated[float, typer.Option(min=0, help="Soft location targets: Gaussian width in bins (0 = hard).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
 ) -> None:
     """Build the embedded base model: a tiny Florence-2 trained from scratch on synthetic fabric.
@@ -344,8 +414,9 @@ def pretrain_tiny_command(
     from inspect_core.pretrain_tiny import PretrainSettings, pretrain_tiny, write_model_card
 
     settings = PretrainSettings(
-        steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, time_limit_s=minutes * 60 if minutes else None
-    )
+        steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, time_limit_s=minutes * 60 if minutes else None,
+        init_from=init_from, od_only_fraction=od_only_fraction, loc_sigma=loc_sigma,
+    )  # fmt: skip
 
     def report(entry: dict) -> None:
         per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())

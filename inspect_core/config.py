@@ -118,10 +118,27 @@ class TrainSection(Section):
 
 
 class ScoreSection(Section):
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="images (or tiles) per generate call")
+    num_workers: int = Field(1, ge=0, description="processes decoding and resizing images while the model runs")
     backend: Literal["torch", "onnx"] = "torch"
-    default_threshold: float = Field(0.3, ge=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    num_beams: int = Field(1, ge=1, description="1 = greedy with KV cache (fastest); more = beam search")
+    default_threshold: float = Field(0.3, ge=0, le=1, description="minimum confidence kept for classes not listed below")
     class_thresholds: dict[str, float] = Field(default_factory=dict)
+    tile: bool = Field(False, description="score large or line-scan images as overlapping square tiles")
+    tile_size: int | None = Field(None, ge=32, description="tile side in original pixels; default: the image's shorter side")
+    tile_overlap: float = Field(0.2, ge=0, lt=1)
+    tile_merge_overlap: float = Field(0.5, gt=0, le=1, description="same-class tile boxes sharing more of the smaller box merge")
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self) -> ScoreSection:
+        bad = {k: v for k, v in self.class_thresholds.items() if not 0 <= v <= 1}
+        if bad:
+            raise ValueError(f"class thresholds must be within [0, 1]: {bad}")
+        return self
+
+    def threshold(self, class_name: str) -> float:
+        return self.class_thresholds.get(class_name, self.default_threshold)
 
 
 class StoreSection(Section):

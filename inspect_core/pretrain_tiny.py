@@ -21,13 +21,14 @@ from transformers import Florence2ForConditionalGeneration, Florence2Processor
 
 from inspect_core.annotations import AnnotatedImage
 from inspect_core.cell_detection_head import CellDetectionHead, cell_loss, cell_targets, image_cell_states
-from inspect_core.detection_inference import detect
+from inspect_core.detection_inference import detect, loc_token_ids
 from inspect_core.detection_metrics import MapResult, detection_map
 from inspect_core.florence_tasks import task_record
 from inspect_core.lr_schedules import lr_multiplier
+from inspect_core.model_factory import load_florence
 from inspect_core.synthetic_fabric import DEFECT_CLASSES, generate_sample
 from inspect_core.tiny_florence import TINY_IMAGE_SIZE, build_tiny, save_pretrained, task_prompt_corpus
-from inspect_core.training_batches import encode_batch
+from inspect_core.training_batches import IGNORE_INDEX, encode_batch
 
 TASK_MIX = {"od": 0.8, "dense": 0.1, "grounding": 0.1}
 EVAL_SEED_OFFSET = 10_000  # held-out images come from another seed than training images
@@ -46,6 +47,9 @@ class PretrainSettings:
     eval_images: int = 64
     seed: int = 0
     time_limit_s: float | None = None
+    init_from: str | None = None  # continue from a saved tiny model (e.g. the shipped one) instead of random weights
+    od_only_fraction: float = 0.0  # the first part of training asks <OD> only: detection is the hard skill
+    loc_sigma: float = 0.0  # soft location targets: Gaussian over neighbouring bins (0 = hard cross-entropy)
 
 
 def synthetic_images(seed: int, start: int, count: int) -> list[tuple[np.ndarray, AnnotatedImage]]:
@@ -69,6 +73,27 @@ def vocabulary_corpus(seed: int, count: int = 2000) -> list[str]:
     return corpus
 
 
+def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, loc_bin: torch.Tensor, loc_ids: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Token cross-entropy where a location target may be a Gaussian over nearby bins.
+
+    With hard targets the 1,000 location tokens are 1,000 unrelated classes, each rarely seen; a soft
+    target makes a near miss cost less than a far one, so coordinates are learnt like a regression.
+    ``loc_bin`` maps token id -> bin (-1 for other tokens).
+    """
+    log_probs = logits.float().log_softmax(-1)
+    valid = labels != IGNORE_INDEX
+    safe = labels.clamp(min=0)
+    loss = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+    bins = loc_bin[safe]
+    is_loc = valid & (bins >= 0)
+    if sigma > 0 and is_loc.any():
+        grid = torch.arange(len(loc_ids), device=logits.device, dtype=torch.float32)
+        target = torch.exp(-((grid[None, :] - bins[is_loc, None].float()) ** 2) / (2 * sigma**2))
+        target = target / target.sum(-1, keepdim=True)
+        loss[is_loc] = -(target * log_probs[is_loc][:, loc_ids]).sum(-1)
+    return loss[valid].mean()
+
+
 def evaluate_detection(
     model: Florence2ForConditionalGeneration, processor: Florence2Processor, samples: list[tuple[np.ndarray, AnnotatedImage]],
     classes: tuple[str, ...] | list[str], batch_size: int = 16,
@@ -81,48 +106,69 @@ def evaluate_detection(
     return detection_map([a.objects for _p, a in samples], predictions, classes)
 
 
+def _od_inputs(processor: Florence2Processor, samples: list[tuple[np.ndarray, AnnotatedImage]]) -> dict[str, torch.Tensor]:
+    records = [task_record(a, "od", a.image_path.name) for _p, a in samples]
+    return encode_batch(processor, [p for p, _a in samples], [r.prefix for r in records], [r.suffix for r in records])
+
+
 def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], None] | None = None) -> dict:
     """Train from scratch; keeps the best model by held-out mAP@50 in ``out``; returns the metrics log."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    model, processor = build_tiny(vocabulary_corpus(settings.seed), seed=settings.seed)
+    if settings.init_from:
+        model, processor = load_florence(settings.init_from)
+    else:
+        model, processor = build_tiny(vocabulary_corpus(settings.seed), seed=settings.seed)
     grid = TINY_IMAGE_SIZE // 32
     head = CellDetectionHead(model.config.text_config.d_model, len(DEFECT_CLASSES))
     params = list(model.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_multiplier("constant-then-anneal", settings.steps, settings.warmup_steps, settings.anneal_fraction)
-    )
+    multiplier = lr_multiplier("constant-then-anneal", settings.steps, settings.warmup_steps, settings.anneal_fraction)
     held_out = synthetic_images(settings.seed + EVAL_SEED_OFFSET, 0, settings.eval_images)
     history: list[dict] = []
     best = -1.0
     started = time.monotonic()
     tasks, weights = list(TASK_MIX), list(TASK_MIX.values())
+    loc_ids = torch.tensor(list(loc_token_ids(processor)))
+    loc_bin = torch.full((len(processor.tokenizer),), -1, dtype=torch.long)
+    loc_bin[loc_ids] = torch.arange(len(loc_ids))
+    held_out_od = _od_inputs(processor, held_out)
     for step in range(settings.steps):
+        # With a time limit the anneal follows whichever runs out first, steps or minutes, so a
+        # stopped run still ends annealed instead of cut off at the peak rate.
+        elapsed = time.monotonic() - started
+        schedule_step = max(step, int(elapsed / settings.time_limit_s * settings.steps)) if settings.time_limit_s else step
+        lr = settings.lr * multiplier(min(schedule_step, settings.steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         model.train()
         head.train()
         batch = synthetic_images(settings.seed, step * settings.batch_size, settings.batch_size)
-        records = [task_record(a, str(rng.choice(tasks, p=weights)), a.image_path.name) for _p, a in batch]
+        od_only = step < settings.od_only_fraction * settings.steps
+        records = [task_record(a, "od" if od_only else str(rng.choice(tasks, p=weights)), a.image_path.name) for _p, a in batch]
         records = [r or task_record(a, "od", a.image_path.name) for r, (_p, a) in zip(records, batch)]
         inputs = encode_batch(processor, [p for p, _a in batch], [r.prefix for r in records], [r.suffix for r in records])
         output = model(**inputs)
+        sequence = sequence_loss(output.logits, inputs["labels"], loc_bin, loc_ids, settings.loc_sigma)
         logits, boxes = head(image_cell_states(output.encoder_last_hidden_state, grid))
         target_labels, target_boxes = cell_targets([a for _p, a in batch], DEFECT_CLASSES, grid)
         aux = cell_loss(logits, boxes, target_labels, target_boxes)
-        loss = output.loss + settings.aux_weight * aux
+        loss = sequence + settings.aux_weight * aux
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; the best model so far is kept in {out}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        scheduler.step()
         out_of_time = settings.time_limit_s is not None and time.monotonic() - started > settings.time_limit_s
         last = step == settings.steps - 1 or out_of_time
         if (step + 1) % settings.eval_every == 0 or last:
             result = evaluate_detection(model, processor, held_out, DEFECT_CLASSES)
-            entry = {"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 2), "loss": round(output.loss.item(), 4),
-                     "aux_loss": round(aux.item(), 4), "lr": scheduler.get_last_lr()[0], **result.as_dict()}  # fmt: skip
+            with torch.no_grad():
+                held_out_loss = model(**held_out_od).loss.item()
+            entry = {"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 2), "loss": round(sequence.item(), 4),
+                     "aux_loss": round(aux.item(), 4), "held_out_od_loss": round(held_out_loss, 4), "lr": lr,
+                     **result.as_dict()}  # fmt: skip
             history.append(entry)
             if log:
                 log(entry)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -55,3 +58,44 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ratios = SplitRatios(train=0.6, valid=0.2, test=0.2)
     build_dataset(import_dataset(root / "source"), root / "built", DatasetSection(splits=ratios), AugmentSection())
     return root / "built"
+
+
+POSTGRES_ADMIN_URL = os.environ.get("INSPECT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty results-store URL: a SQLite file, and a throw-away PostgreSQL database.
+
+    The PostgreSQL case skips when no server answers at 127.0.0.1:5432 (override the admin URL with
+    ``INSPECT_TEST_POSTGRES``).
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'results.db'}"
+        return
+    yield from _throwaway_postgres_database()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _throwaway_postgres_database()
+
+
+def _throwaway_postgres_database() -> Iterator[str]:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    name = f"inspect_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL server for the store tests ({POSTGRES_ADMIN_URL}): {error.orig}")
+    url = sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import numpy as np
 from PIL import Image
 
 from inspect_core.annotations import AnnotationError
@@ -73,6 +75,28 @@ def probe_image(path: Path) -> ImageInfo | str:
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"cannot decode image {path.name}: {exc}"
     return ImageInfo(width=width, height=height, sha256=hashlib.sha256(data).hexdigest())
+
+
+def read_image(path: Path) -> tuple[np.ndarray, str] | str:
+    """RGB pixels and content sha256 of an image, or the reason it cannot be used (for quarantine).
+
+    Over ``Image.MAX_IMAGE_PIXELS`` counts as a decompression bomb (Pillow would only warn below
+    twice that).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read image {path.name}: {exc}"
+    if not data:
+        return f"image {path.name} is an empty file"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                pixels = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"cannot decode image {path.name}: {exc}"
+    return pixels, hashlib.sha256(data).hexdigest()
 
 
 def list_images(folder: Path) -> list[Path]:

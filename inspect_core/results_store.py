@@ -1,0 +1,437 @@
+"""The SQL results store: what was scored, by which model, and which defects it found.
+
+SQLModel tables on SQLite (a file, WAL mode: readers never block the scorer) or PostgreSQL (by URL).
+The schema is created and upgraded only by Alembic migrations (``inspect_core/store_migrations``),
+so a plant's database follows the code from the first version on.
+
+Exactly-once scoring: an image's detections and its ``image_scores`` row (unique per image and model
+version) are written in one transaction. A scorer killed mid-batch loses only that uncommitted batch;
+started again it skips what is already scored, so every image ends up scored exactly once.
+
+Detections carry copies of their image's ``captured_at`` and ``source_id``: report filters (time,
+line, camera, class, model) then run on one table and its indexes, with no join, over millions of rows.
+Times are timezone-aware (stored and returned as UTC); a naive datetime is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import JSON, Column, Field, Session, SQLModel, select
+
+from inspect_core.annotations import Box, Polygon
+
+MIGRATIONS_DIR = Path(__file__).with_name("store_migrations")
+RETRY_ATTEMPTS = 5
+RETRY_BASE_DELAY_S = 0.2
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Source(SQLModel, table=True):
+    """A camera over a line (or a folder a line-scan system writes into)."""
+
+    __tablename__ = "sources"
+    id: int | None = Field(default=None, primary_key=True)
+    camera: str = Field(index=True, unique=True)
+    line: str = Field(index=True)
+
+
+class ImageRecord(SQLModel, table=True):
+    __tablename__ = "images"
+    id: int | None = Field(default=None, primary_key=True)
+    sha256: str = Field(unique=True, max_length=64)
+    path: str
+    width: int
+    height: int
+    captured_at: datetime = Field(index=True)
+    source_id: int | None = Field(default=None, foreign_key="sources.id", index=True)
+    registered_at: datetime = Field(default_factory=utc_now)
+
+
+class ModelVersion(SQLModel, table=True):
+    """The model registry: every model that scored anything, and which one is the promoted champion."""
+
+    __tablename__ = "model_versions"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    path: str
+    base_model: str
+    adapter: str | None = None
+    weights_sha256: str = Field(index=True, max_length=64)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now)
+    promoted_at: datetime | None = Field(default=None, index=True)
+
+
+class ScoringRun(SQLModel, table=True):
+    __tablename__ = "scoring_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    model_version_id: int = Field(foreign_key="model_versions.id", index=True)
+    config_hash: str = Field(max_length=64)
+    started_at: datetime = Field(default_factory=utc_now)
+    finished_at: datetime | None = None
+    status: str = "running"  # running | completed | failed
+    images_total: int = 0
+    images_scored: int = 0
+    images_skipped: int = 0  # already scored by this model version
+    images_quarantined: int = 0
+    detections: int = 0
+    error: str | None = None
+
+
+class ImageScore(SQLModel, table=True):
+    """One row per (image, model version): the marker that makes scoring exactly-once."""
+
+    __tablename__ = "image_scores"
+    __table_args__ = (sa.UniqueConstraint("image_id", "model_version_id", name="uq_image_scores_image_model"),)
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id")
+    model_version_id: int = Field(foreign_key="model_versions.id")
+    run_id: int = Field(foreign_key="scoring_runs.id", index=True)
+    scored_at: datetime = Field(default_factory=utc_now)
+    detections: int = 0
+
+
+class DetectionRecord(SQLModel, table=True):
+    __tablename__ = "detections"
+    __table_args__ = (
+        sa.Index("ix_detections_captured_class", "captured_at", "class_name"),
+        sa.Index("ix_detections_class_captured", "class_name", "captured_at"),
+        sa.Index("ix_detections_source_captured", "source_id", "captured_at"),
+        sa.Index("ix_detections_model_captured", "model_version_id", "captured_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="scoring_runs.id")
+    image_id: int = Field(foreign_key="images.id", index=True)
+    model_version_id: int = Field(foreign_key="model_versions.id")
+    source_id: int | None = Field(default=None, foreign_key="sources.id")
+    captured_at: datetime
+    class_name: str
+    confidence: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    nx1: float
+    ny1: float
+    nx2: float
+    ny2: float
+    polygon: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class QuarantineEntry(SQLModel, table=True):
+    """A file that could not be used, and why; the batch it came with went on without it."""
+
+    __tablename__ = "quarantine"
+    id: int | None = Field(default=None, primary_key=True)
+    path: str
+    reason: str
+    stage: str  # ingest | score
+    sha256: str | None = Field(default=None, max_length=64)
+    run_id: int | None = Field(default=None, foreign_key="scoring_runs.id")
+    created_at: datetime = Field(default_factory=utc_now, index=True)
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database could not be reached or stayed locked through every retry."""
+
+
+def with_retries(operation: Callable[[], T], what: str, attempts: int | None = None, base_delay_s: float | None = None) -> T:
+    """Run ``operation`` (one whole transaction), retrying a down or locked database with backoff.
+
+    Only ``OperationalError`` (connection refused, database locked, server gone) is retried: the
+    transaction was rolled back, so running it again is safe. Anything else is a bug and raises at once.
+    """
+    attempts = attempts or RETRY_ATTEMPTS
+    base_delay_s = RETRY_BASE_DELAY_S if base_delay_s is None else base_delay_s
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except sa.exc.OperationalError as error:
+            if attempt == attempts - 1:
+                raise StoreUnavailableError(f"{what}: the results store failed {attempts} times; last error: {error.orig}") from error
+            time.sleep(base_delay_s * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; a SQLite file's folder is created, and WAL with a busy timeout is set."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic (creates it on an empty database)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def open_store(url: str) -> Engine:
+    """Connect to the store at ``url`` and upgrade its schema; retried while the database is down."""
+    engine = create_store_engine(url)
+    with_retries(lambda: migrate(engine), f"opening {sa.engine.make_url(url).render_as_string(hide_password=True)}")
+    return engine
+
+
+def _insert_ignoring_duplicates(engine: Engine, table: sa.Table) -> Any:
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources and models
+
+
+def ensure_source(engine: Engine, camera: str, line: str) -> int:
+    """The id of camera ``camera`` (created on first use); its line is updated if it moved."""
+
+    def run() -> int:
+        with Session(engine) as session:
+            source = session.exec(select(Source).where(Source.camera == camera)).first()
+            if source is None:
+                source = Source(camera=camera, line=line)
+            source.line = line
+            session.add(source)
+            session.commit()
+            return int(source.id)
+
+    return with_retries(run, f"registering camera {camera!r}")
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """sha256 over a model folder's weight and config files: same files, same model version."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.rglob("*")):
+        if path.is_file() and path.suffix in {".safetensors", ".bin", ".json", ".onnx"}:
+            digest.update(path.relative_to(model_dir).as_posix().encode())
+            with path.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def register_model(
+    engine: Engine, model_dir: Path, base_model: str, adapter: str | None = None, metrics: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> ModelVersion:  # fmt: skip
+    """The registry entry for the model in ``model_dir``, created the first time its weights are seen."""
+    fingerprint = weights_fingerprint(model_dir)
+
+    def run() -> ModelVersion:
+        with Session(engine) as session:
+            existing = session.exec(select(ModelVersion).where(ModelVersion.weights_sha256 == fingerprint)).first()
+            if existing is not None:
+                return existing
+            version = ModelVersion(
+                name=name or f"{model_dir.name}@{fingerprint[:12]}", path=str(model_dir), base_model=base_model, adapter=adapter,
+                weights_sha256=fingerprint, metrics=metrics or {},
+            )  # fmt: skip
+            session.add(version)
+            session.commit()
+            session.refresh(version)
+            return version
+
+    return with_retries(run, f"registering model {model_dir}")
+
+
+def promote_model(engine: Engine, model_version_id: int, metrics: dict[str, Any] | None = None) -> None:
+    """Make a model version the champion (the latest promoted one is the champion)."""
+
+    def run() -> None:
+        with Session(engine) as session:
+            version = session.get(ModelVersion, model_version_id)
+            if version is None:
+                raise KeyError(f"no model version {model_version_id} in the store")
+            version.promoted_at = utc_now()
+            if metrics is not None:
+                version.metrics = {**version.metrics, **metrics}
+            session.add(version)
+            session.commit()
+
+    with_retries(run, f"promoting model version {model_version_id}")
+
+
+def champion(engine: Engine) -> ModelVersion | None:
+    with Session(engine) as session:
+        statement = select(ModelVersion).where(ModelVersion.promoted_at.is_not(None)).order_by(ModelVersion.promoted_at.desc())
+        return session.exec(statement).first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring runs
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDetection:
+    class_name: str
+    confidence: float
+    box: Box  # pixels of the original image
+    polygon: Polygon | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredImage:
+    sha256: str
+    path: str
+    width: int
+    height: int
+    captured_at: datetime
+    source_id: int | None
+    detections: Sequence[StoredDetection] = field(default_factory=tuple)
+
+
+def start_run(engine: Engine, model_version_id: int, config_hash: str, images_total: int) -> int:
+    def run() -> int:
+        with Session(engine) as session:
+            record = ScoringRun(model_version_id=model_version_id, config_hash=config_hash, images_total=images_total)
+            session.add(record)
+            session.commit()
+            return int(record.id)
+
+    return with_retries(run, "starting a scoring run")
+
+
+def finish_run(engine: Engine, run_id: int, status: str, error: str | None = None) -> ScoringRun:
+    """Close a run; its counts are recomputed from the rows it wrote, so they cannot drift."""
+
+    def run() -> ScoringRun:
+        with Session(engine) as session:
+            record = session.get(ScoringRun, run_id)
+            scored = session.exec(select(sa.func.count(), sa.func.coalesce(sa.func.sum(ImageScore.detections), 0)).where(ImageScore.run_id == run_id)).one()  # noqa: E501
+            record.images_scored, record.detections = int(scored[0]), int(scored[1])
+            record.images_quarantined = session.exec(select(sa.func.count()).where(QuarantineEntry.run_id == run_id)).one()
+            record.status, record.error, record.finished_at = status, error, utc_now()
+            session.add(record)
+            session.commit()
+            session.refresh(record)
+            return record
+
+    return with_retries(run, f"finishing scoring run {run_id}")
+
+
+def add_skipped(engine: Engine, run_id: int, count: int) -> None:
+    def run() -> None:
+        with engine.begin() as connection:
+            table = ScoringRun.__table__
+            connection.execute(sa.update(table).where(table.c.id == run_id).values(images_skipped=table.c.images_skipped + count))
+
+    with_retries(run, f"counting skipped images of run {run_id}")
+
+
+def already_scored(engine: Engine, model_version_id: int, hashes: Iterable[str]) -> set[str]:
+    """Which of these image hashes this model version has scored before."""
+    hashes = list(hashes)
+    if not hashes:
+        return set()
+
+    def run() -> set[str]:
+        with Session(engine) as session:
+            statement = (
+                select(ImageRecord.sha256)
+                .join(ImageScore, ImageScore.image_id == ImageRecord.id)
+                .where(ImageScore.model_version_id == model_version_id, ImageRecord.sha256.in_(hashes))
+            )
+            return set(session.exec(statement).all())
+
+    return with_retries(run, "looking up scored images")
+
+
+def register_images(connection: sa.Connection, engine: Engine, images: Sequence[ScoredImage]) -> dict[str, int]:
+    """Insert the images not yet known (by content hash); sha256 -> image id for all of them."""
+    table = ImageRecord.__table__
+    now = utc_now()
+    rows = [
+        {"sha256": i.sha256, "path": i.path, "width": i.width, "height": i.height, "captured_at": i.captured_at,
+         "source_id": i.source_id, "registered_at": now}
+        for i in images
+    ]  # fmt: skip
+    if rows:
+        connection.execute(_insert_ignoring_duplicates(engine, table), rows)
+    found = connection.execute(sa.select(table.c.sha256, table.c.id).where(table.c.sha256.in_([i.sha256 for i in images])))
+    return dict(found.all())
+
+
+def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage]) -> int:
+    """Store one batch in one transaction; images this model already scored are left as they were.
+
+    Returns the number of images newly scored. Retried as a whole if the database is down or locked.
+    """
+
+    def run() -> int:
+        with engine.begin() as connection:
+            ids = register_images(connection, engine, images)
+            scores = ImageScore.__table__
+            done = set(
+                connection.execute(
+                    sa.select(scores.c.image_id).where(scores.c.model_version_id == model_version_id, scores.c.image_id.in_(ids.values()))
+                ).scalars()
+            )
+            fresh = [i for i in {i.sha256: i for i in images}.values() if ids[i.sha256] not in done]
+            if not fresh:
+                return 0
+            now = utc_now()
+            connection.execute(
+                scores.insert(),
+                [{"image_id": ids[i.sha256], "model_version_id": model_version_id, "run_id": run_id, "scored_at": now,
+                  "detections": len(i.detections)} for i in fresh],
+            )  # fmt: skip
+            rows = [detection_row(run_id, model_version_id, ids[i.sha256], i, d) for i in fresh for d in i.detections]
+            if rows:
+                connection.execute(DetectionRecord.__table__.insert(), rows)
+            return len(fresh)
+
+    return with_retries(run, f"writing a batch of run {run_id}")
+
+
+def detection_row(run_id: int, model_version_id: int, image_id: int, image: ScoredImage, detection: StoredDetection) -> dict[str, Any]:
+    x1, y1, x2, y2 = detection.box
+    return {
+        "run_id": run_id, "image_id": image_id, "model_version_id": model_version_id, "source_id": image.source_id,
+        "captured_at": image.captured_at, "class_name": detection.class_name, "confidence": float(detection.confidence),
+        "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+        "nx1": x1 / image.width, "ny1": y1 / image.height, "nx2": x2 / image.width, "ny2": y2 / image.height,
+        "polygon": [list(p) for p in detection.polygon] if detection.polygon else None,
+    }  # fmt: skip
+
+
+def quarantine(engine: Engine, path: str, reason: str, stage: str, run_id: int | None = None, sha256: str | None = None) -> None:
+    """Record a file that could not be used; nothing else in its batch is affected."""
+
+    def run() -> None:
+        with Session(engine) as session:
+            session.add(QuarantineEntry(path=path, reason=reason, stage=stage, run_id=run_id, sha256=sha256))
+            session.commit()
+
+    with_retries(run, f"quarantining {path}")
