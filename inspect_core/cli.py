@@ -300,9 +300,12 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """The plant's workflow in small, on the embedded default: build the sample dataset, fine-tune the
-    shipped tiny Florence-2 with LoRA, and score the held-out test split."""
+    shipped tiny Florence-2 with LoRA, evaluate on the held-out test split, merge the adapter, and
+    score the test images into the results store (store.url of the recipe)."""
     from inspect_core.evaluation import evaluate_split
-    from inspect_core.trained_model import load_trained
+    from inspect_core.results_store import StoreUnavailableError, open_store
+    from inspect_core.scoring import score_images
+    from inspect_core.trained_model import load_trained, merge_checkpoint
 
     try:
         cfg = load_config(config)
@@ -315,13 +318,21 @@ def demo(
         report = evaluate_split(
             model, processor, cfg.dataset.output, "test", cfg.train.batch_size, cfg.train.max_new_tokens, cfg.train.output_dir
         )
-    except (*USER_ERRORS, ModelLoadError) as error:
+        merged = merge_checkpoint(cfg.train.output_dir / "best", cfg.train.output_dir / "merged")
+        test_images = _collect_images(str(cfg.dataset.output / "test"))
+        with _progress() as progress:
+            task = progress.add_task("scoring the test split into the store", total=len(test_images))
+            store = open_store(cfg.store.url)
+            scored = score_images(test_images, str(merged), store, cfg.score, progress=lambda n: progress.advance(task, n))
+    except (*USER_ERRORS, ModelLoadError, StoreUnavailableError) as error:
         _fail(error)
     if as_json:
-        typer.echo(json.dumps({"dataset": str(summary.output), "training": result.as_dict(), "test": report.as_dict()}, indent=2))
+        everything = {"dataset": str(summary.output), "training": result.as_dict(), "test": report.as_dict(), "scoring": scored.as_dict()}
+        typer.echo(json.dumps(everything, indent=2))
         return
     console.print(f"fine-tuned {cfg.model.name} ({cfg.lora.strategy}) for {result.epochs_run} epoch(s): {result.output_dir / 'best'}")
     _print_evaluation(report)
+    console.print(f"scored {scored.scored} test images into {cfg.store.url} ({scored.detections} defects, run {scored.run_id})")
 
 
 def _collect_images(spec: str) -> list[Path]:
@@ -429,3 +440,327 @@ def pretrain_tiny_command(
         typer.echo(json.dumps(result, indent=2))
     else:
         console.print(f"best held-out mAP@50 {result['best_map50']:.3f}; model in {out}")
+
+
+export_app = typer.Typer(help="Export a trained model for serving without PyTorch's overhead.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    model: Annotated[Path, typer.Option(help="Merged model folder, LoRA checkpoint folder (merged first), or 'tiny'.")],
+    out: Annotated[Path, typer.Option(help="Folder for the graphs, processor and onnx_model.json.")],
+    quantize: Annotated[str | None, typer.Option(help="int8: dynamic int8 quantisation of every MatMul/Gemm.")] = None,
+    opset: Annotated[int, typer.Option(min=14, help="ONNX opset.")] = 17,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Export Florence-2 to ONNX graphs that onnxruntime runs for the whole greedy generation.
+
+    Writes to --out: encoder.onnx (vision tower + text encoder, and the cross-attention keys/values),
+    decoder.onnx (one decoder step with KV cache, run once per generated token), the processor files,
+    generation_config.json, and onnx_model.json (opset, quantisation, source fingerprint, and the max
+    difference from PyTorch measured right after export). Score with it by setting score.backend: onnx
+    in the recipe and pointing the model at --out.
+
+    --quantize int8 stores MatMul/Gemm weights as int8 (graphs ~2-4x smaller) and runs them with integer
+    kernels: worth it on CPUs with AVX-512 VNNI or AVX-VNNI, where it measured clearly faster than fp32
+    (see benchmarks/results/onnx_scoring.json). It changes some tokens, so compare mAP on your test
+    split (inspect-core evaluate) before switching. Convolutions stay fp32.
+
+    Example: inspect-core export onnx --model runs/train/best --out runs/onnx-int8 --quantize int8
+    """
+    from inspect_core.onnx_export import export_onnx
+
+    try:
+        with errors.status(f"exporting {model} to ONNX"):
+            manifest = export_onnx(model, out, quantize=quantize, opset=opset)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(manifest | {"output": str(out)}, indent=2))
+        return
+    sizes = ", ".join(f"{out / manifest['graphs'][k]} ({mb} MB)" for k, mb in manifest["graph_mb"].items())
+    parity = manifest["parity_vs_torch"]
+    console.print(f"exported {model} ({manifest['quantization'] or 'fp32'}, opset {opset}) in {manifest['export_s']} s: {sizes}")
+    console.print(
+        f"max difference from PyTorch: encoder {parity['encoder_hidden_max_abs_diff']:.2g}, "
+        f"decoder-step logits {parity['step_logits_max_abs_diff']:.2g}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Ingestion: `inspect-core ingest folder` and `inspect-core ingest camera`
+
+ingest_app = typer.Typer(
+    help="Get images in: watch a folder a camera PC writes into, or capture frames from a camera, stream or video file.",
+    no_args_is_help=True,
+)
+app.add_typer(ingest_app, name="ingest")
+
+
+def _ingest_config(config: Path | None, overrides: dict[str, object]) -> InspectConfig:
+    """The recipe with the options given on the command line laid over its ingest: section."""
+    cfg = _config(config)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "every_frames" in given:
+        given.setdefault("every_seconds", None)  # --every-frames replaces the recipe's every_seconds
+    if "every_seconds" in given and "every_frames" not in given:
+        given["every_frames"] = None
+    return cfg.model_copy(update={"ingest": cfg.ingest.model_validate(cfg.ingest.model_dump() | given)})
+
+
+def _log_to_stderr() -> None:
+    """Show the ingest modules' log lines (reconnects, quarantines) on stderr, rich-formatted."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("inspect_core")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=errors, show_path=False))
+        logger.setLevel(logging.INFO)
+
+
+@ingest_app.command("folder")
+def ingest_folder(
+    folder: Annotated[Path | None, typer.Option(help="Folder the camera PC or line-scan system writes images into.")] = None,
+    db: Annotated[str | None, typer.Option(help="Results store URL (sqlite:///file.db or postgresql+psycopg://...).")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id recorded with every image.")] = None,
+    line: Annotated[str | None, typer.Option(help="Production line of that camera.")] = None,
+    settle_seconds: Annotated[
+        float | None, typer.Option(min=0, help="Read a file only after its size and mtime stayed the same this long.")
+    ] = None,
+    poll_seconds: Annotated[float | None, typer.Option(min=0.01, help="Seconds between scans of the folder.")] = None,
+    recursive: Annotated[bool | None, typer.Option("--recursive/--no-recursive", help="Also watch subfolders.")] = None,
+    archive_dir: Annotated[
+        Path | None, typer.Option(help="Move handled files here (quarantined ones under quarantine/). Without it, originals stay put.")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Ingest what is in the folder now (waiting for it to settle), then exit.")] = False,
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML; its ingest: and store: sections apply.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the report with --once, else one line per busy poll.")] = False,
+) -> None:
+    """Watch a folder and register its images in the results store, ready for `inspect-core score`.
+
+    A file is read once its size and mtime stop changing (--settle-seconds), so half-copied files are
+    never read. A file copied in again (same content, any name) is counted as a duplicate, not
+    registered twice. Capture time is the time in a camera-writer name (cam-3_L2_20261122T044543_786000Z.png),
+    else the file's mtime. Empty, truncated and non-image files go to the quarantine table with the reason.
+    Runs until Ctrl-C, or with --once until what was there at the start has been handled.
+
+    Example: inspect-core ingest folder --folder /mnt/loom3 --db sqlite:///runs/results.db --camera cam-3 --line L2 --once
+    """
+    from rich.markup import escape
+
+    from inspect_core.folder_ingest import FolderWatcher, IngestReport
+    from inspect_core.results_store import StoreUnavailableError, open_store
+
+    try:
+        overrides = {"folder": folder, "settle_seconds": settle_seconds, "poll_seconds": poll_seconds, "recursive": recursive,
+                     "archive_dir": archive_dir, "camera_id": camera, "line_id": line}  # fmt: skip
+        cfg = _ingest_config(config, overrides)
+        settings = cfg.ingest
+        engine = open_store(db or cfg.store.url)
+        watcher = FolderWatcher(
+            settings.folder, engine, settings.camera_id, settings.line_id, settings.settle_seconds, settings.recursive, settings.archive_dir
+        )
+    except (*USER_ERRORS, StoreUnavailableError) as error:
+        _fail(error)
+    _log_to_stderr()
+    where = f"watching {watcher.folder} for camera {settings.camera_id} on line {settings.line_id}"
+    if once:
+        try:
+            with errors.status(where):
+                report = watcher.catch_up(settings.poll_seconds)
+        except (StoreUnavailableError, OSError) as error:
+            _fail(error)
+        if as_json:
+            typer.echo(json.dumps(report.as_dict(), indent=2))
+            return
+        console.print(report.summary())
+        for path, reason in report.quarantined.items():
+            console.print(f"[yellow]quarantined[/] {escape(path)}: {escape(reason)}", highlight=False)
+        return
+
+    def on_poll(report: IngestReport) -> None:
+        if report.registered or report.duplicates or report.quarantined:
+            if as_json:
+                typer.echo(json.dumps(report.as_dict()))
+            else:
+                errors.print(report.summary(), highlight=False)
+
+    with errors.status(where):
+        totals = watcher.watch(settings.poll_seconds, on_poll=on_poll)
+    if as_json:
+        typer.echo(json.dumps(totals.as_dict()))
+    else:
+        counts = f"{totals.registered} registered, {totals.duplicates} duplicate(s), {totals.quarantined} quarantined"
+        console.print(f"{totals.polls} poll(s): {counts}")
+
+
+@ingest_app.command("camera")
+def ingest_camera(
+    source: Annotated[
+        str | None, typer.Option(help="USB camera index (0), rtsp://user:pass@host/stream, http://... (MJPEG) or a video file.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder the frames go to; point `ingest folder` at it.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id, written into every frame's file name.")] = None,
+    line: Annotated[str | None, typer.Option(help="Line id, written into every frame's file name.")] = None,
+    every_frames: Annotated[int | None, typer.Option(min=1, help="Keep every N-th frame (instead of --every-seconds).")] = None,
+    every_seconds: Annotated[
+        float | None, typer.Option(min=0.001, help="Keep one frame per S seconds (video time for a file). Default 1.")
+    ] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after writing this many frames.")] = None,
+    image_format: Annotated[str | None, typer.Option("--format", help="png (lossless, default) or jpg.")] = None,
+    black_below: Annotated[float | None, typer.Option(min=0, help="Reject frames whose mean grey level (0-255) is below this.")] = None,
+    frozen_below: Annotated[
+        float | None, typer.Option(min=0, help="Reject frames differing from the last kept one by less than this (mean grey levels).")
+    ] = None,
+    blur_below: Annotated[float | None, typer.Option(min=0, help="Reject frames whose variance of the Laplacian is below this.")] = None,
+    max_reconnects: Annotated[
+        int | None, typer.Option(min=0, help="Give up after this many reconnect attempts in a row (default: never, for a live camera).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML; its ingest: section applies.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the capture report as JSON.")] = False,
+) -> None:
+    """Capture frames from a camera, stream or video file into a folder, dropping black, frozen and blurred ones.
+
+    Frames are written whole (temp file + rename) as {camera}_{line}_{UTC time}.png. A live source
+    that drops is reconnected with exponential backoff (logged); a video file stops at its end.
+    Runs until Ctrl-C, --max-frames, the end of a file, or --max-reconnects failed attempts in a row.
+
+    Example: inspect-core ingest camera --source rtsp://10.0.3.21/stream1 --out /data/frames --camera cam-3 --line L2 --every-seconds 2
+    """
+    from rich.markup import escape
+
+    from inspect_core.camera_ingest import CameraCapture, CaptureReport, FrameQuality, parse_source, shown_source
+
+    try:
+        overrides = {"camera_source": source, "frames_dir": out, "camera_id": camera, "line_id": line, "every_frames": every_frames,
+                     "every_seconds": every_seconds, "image_format": image_format, "black_below": black_below,
+                     "frozen_below": frozen_below, "blur_below": blur_below, "max_reconnects": max_reconnects}  # fmt: skip
+        settings = _ingest_config(config, overrides).ingest
+        capture = CameraCapture(
+            parse_source(settings.camera_source), settings.frames_dir, settings.camera_id, settings.line_id,
+            every_frames=settings.every_frames, every_seconds=settings.every_seconds,
+            quality=FrameQuality(settings.black_below, settings.frozen_below, settings.blur_below), image_format=settings.image_format,
+            backoff_initial_s=settings.backoff_initial_seconds, backoff_max_s=settings.backoff_max_seconds,
+            max_reconnects=settings.max_reconnects,
+        )  # fmt: skip
+    except USER_ERRORS as error:
+        _fail(error)
+    _log_to_stderr()
+    with errors.status(escape(f"capturing {shown_source(capture.source)} into {settings.frames_dir}")) as status:
+
+        def progress(report: CaptureReport) -> None:
+            rejected = sum(report.rejected.values())
+            status.update(f"{settings.camera_id}: {report.written} frame(s) written, {rejected} rejected, {report.reconnects} reconnect(s)")
+
+        try:
+            report = capture.run(max_frames=max_frames, progress=progress)
+        except OSError as error:
+            _fail(error)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    rejected = ", ".join(f"{count} {reason}" for reason, count in sorted(report.rejected.items())) or "none"
+    console.print(
+        f"{report.written} frame(s) written to {settings.frames_dir} from {report.frames_read} read; rejected: {rejected}; "
+        f"{report.reconnects} reconnect(s); {report.end_reason}"
+    )
+
+
+def _print_report(per_class: list[dict[str, object]], newest: list[dict[str, object]]) -> None:
+    table = Table("class", "defects", "mean confidence", "max confidence", title="defects per class", title_justify="left")
+    for c in per_class:
+        table.add_row(str(c["class_name"]), str(c["detections"]), f"{c['mean_confidence']:.3f}", f"{c['max_confidence']:.3f}")
+    console.print(table)
+    columns = ("captured (UTC)", "camera", "line", "class", "conf", "box (px)", "model", "image")
+    rows = Table(*columns, title=f"newest {len(newest)}", title_justify="left")
+    for r in newest:
+        box = f"{r['x1']:.0f},{r['y1']:.0f},{r['x2']:.0f},{r['y2']:.0f}"
+        cells = (f"{r['captured_at']:%Y-%m-%d %H:%M:%S}", str(r["camera"] or ""), str(r["line"] or ""), str(r["class_name"]))
+        rows.add_row(*cells, f"{r['confidence']:.2f}", box, str(r["model"]), str(r["image_path"]))
+    console.print(rows)
+
+
+@app.command("report")
+def report_command(
+    db: Annotated[str, typer.Option(help="Results store URL: sqlite:///results.db or postgresql+psycopg://user@host/db.")],
+    since: Annotated[str | None, typer.Option(help="From this capture time: 2026-11-01, 2026-11-01T08:00 (UTC) or 7d/24h ago.")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this capture time (exclusive); same forms as --since.")] = None,
+    line: Annotated[str | None, typer.Option(help="Production line.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id.")] = None,
+    class_name: Annotated[str | None, typer.Option("--class", help="Defect class, e.g. hole.")] = None,
+    min_confidence: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Lowest confidence kept (inclusive).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model version name, as registered when scoring.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table (printed), or csv, parquet, json, html rows (to --out or stdout).")] = "table",
+    out: Annotated[Path | None, typer.Option(help="File for the rows (csv/parquet/json/html); parquet needs one.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Newest N rows only (default: all; the table shows 20).")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Folder for defects per day, defect rate per line and confidence PNGs.")] = None,
+    annotate: Annotated[Path | None, typer.Option(help="Folder for the --top images with boxes, classes and confidences drawn.")] = None,
+    top: Annotated[int, typer.Option(min=1, help="How many images --annotate draws (most confident defect first).")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON: defects per class, rows, files written.")] = False,
+) -> None:
+    """Defects in the results store, filtered by time, line, camera, class, confidence and model.
+
+    Prints a summary per class and the newest defects, or writes the rows as csv/parquet/json/html;
+    --plots adds charts and --annotate draws the most confident defects on their images. Times are UTC.
+
+    Example: inspect-core report --db sqlite:///results.db --since 7d --line L2 --class hole
+    --min-confidence 0.5 --format csv --out holes.csv --plots report/ --annotate report/top
+    """
+    import sys
+
+    import sqlalchemy as sa
+
+    from inspect_core import reports
+    from inspect_core.results_store import StoreUnavailableError, open_store
+
+    try:
+        times = {}
+        for option, value in (("since", since), ("until", until)):
+            try:
+                times[option] = reports.parse_when(value) if value is not None else None
+            except ValueError as error:
+                raise ValueError(f"--{option}: {error}") from None
+        flt = reports.ReportFilter(**times, line=line, camera=camera, class_name=class_name, model=model, min_confidence=min_confidence)
+        if fmt != "table" and fmt not in reports.TABLE_FORMATS:
+            raise ValueError(f"--format {fmt!r}: use table, {', '.join(reports.TABLE_FORMATS)}")
+        if fmt == "table" and out is not None:
+            raise ValueError(f"--out writes the rows to a file: add --format ({', '.join(reports.TABLE_FORMATS)})")
+        if fmt != "table" and out is None and (fmt == "parquet" or as_json):
+            raise ValueError(f"--format {fmt}{' with --json' if as_json else ''} needs --out FILE")
+        url = sa.engine.make_url(db)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).is_file():
+            raise FileNotFoundError(f"no results store at {url.database}; score images into it first (inspect-core score --db {db})")
+        engine = open_store(db)
+        summary = reports.class_summary(engine, flt)
+        frame = reports.detections_frame(engine, flt, limit=limit or 20 if fmt == "table" else limit)
+        files = []
+        if fmt != "table":
+            reports.write_table(frame, fmt, out or sys.stdout)
+            files += [out] if out else []
+        if plots is not None:
+            files += reports.plot_report(engine, flt, plots)
+        drawn = reports.annotate_top(engine, flt, annotate, top) if annotate is not None else reports.AnnotationResult()
+        files += drawn.written
+    except (*USER_ERRORS, StoreUnavailableError, sa.exc.ArgumentError) as error:
+        _fail(error)
+    if as_json:
+        payload = {
+            "filter": {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in asdict(flt).items() if v is not None},
+            "detections": int(summary["detections"].sum()),
+            "per_class": {row.class_name: int(row.detections) for row in summary.itertuples()},
+            "rows": len(frame),
+            "files": [str(f) for f in files],
+            "missing_images": drawn.missing,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    notes = console if fmt == "table" else errors  # stdout stays clean when the rows go there
+    if fmt == "table":
+        _print_report(summary.to_dict("records"), frame.to_dict("records"))
+    for path in files:
+        notes.print(f"wrote {path}", highlight=False, markup=False)
+    for path in drawn.missing:
+        notes.print(f"image not found, not annotated: {path}", highlight=False, markup=False)

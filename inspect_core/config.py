@@ -145,6 +145,45 @@ class StoreSection(Section):
     url: str = "sqlite:///runs/results.db"
 
 
+class IngestSection(Section):
+    """Getting images in: a folder the camera PC writes into, or a camera read directly (``inspect-core ingest``)."""
+
+    folder: Path = Path("incoming")
+    settle_seconds: float = Field(2.0, ge=0, description="a file is read once its size and mtime stayed the same this long")
+    poll_seconds: float = Field(2.0, gt=0)
+    recursive: bool = True
+    archive_dir: Path | None = Field(None, description="move handled files here; None: originals are never moved")
+    camera_source: str = Field("0", description="USB camera index, rtsp:// or http:// URL, or a video file")
+    camera_id: str = "cam-1"
+    line_id: str = "line-1"
+    frames_dir: Path = Path("frames")
+    every_frames: int | None = Field(None, ge=1, description="keep every N-th frame (instead of every_seconds)")
+    every_seconds: float | None = Field(1.0, gt=0, description="keep one frame per this many seconds")
+    image_format: Literal["png", "jpg"] = "png"
+    black_below: float = Field(15.0, ge=0, le=255, description="mean grey level under which a frame is black")
+    frozen_below: float = Field(0.5, ge=0, description="mean abs difference to the last kept frame under which it is frozen")
+    blur_below: float = Field(50.0, ge=0, description="variance of the Laplacian under which a frame is blurred")
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(60.0, gt=0)
+    max_reconnects: int | None = Field(None, ge=0, description="reconnect attempts in a row before giving up; None: never give up")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_sampling(cls, data: Any) -> Any:
+        """every_frames replaces the every_seconds default; setting both is an error."""
+        if isinstance(data, dict) and data.get("every_frames") is not None:
+            if data.get("every_seconds") is not None:
+                raise ValueError("set every_frames or every_seconds, not both")
+            data = {**data, "every_seconds": None}
+        return data
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> IngestSection:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be >= backoff_initial_seconds")
+        return self
+
+
 class InspectConfig(Section):
     """A full recipe: data, augmentation, model, adapter, training, scoring and results store."""
 
@@ -155,6 +194,7 @@ class InspectConfig(Section):
     train: TrainSection = TrainSection()
     score: ScoreSection = ScoreSection()
     store: StoreSection = StoreSection()
+    ingest: IngestSection = IngestSection()
 
 
 class ConfigError(ValueError):

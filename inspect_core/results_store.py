@@ -16,10 +16,13 @@ Times are timezone-aware (stored and returned as UTC); a naive datetime is refus
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,16 +111,23 @@ class ImageScore(SQLModel, table=True):
 
 
 class DetectionRecord(SQLModel, table=True):
+    """One defect found on one image by one model version.
+
+    Three indexes, each carrying every report filter column so reports read the index alone, never
+    the table (``inspect_core.reports``; benchmarks/store_throughput.py): captured_at first for time
+    windows and newest-first lists, class_name first for one class, image_id first for an image's
+    defects. More indexes cost insert rate; a camera, line or model filter is checked inside these.
+    """
+
     __tablename__ = "detections"
     __table_args__ = (
-        sa.Index("ix_detections_captured_class", "captured_at", "class_name"),
-        sa.Index("ix_detections_class_captured", "class_name", "captured_at"),
-        sa.Index("ix_detections_source_captured", "source_id", "captured_at"),
-        sa.Index("ix_detections_model_captured", "model_version_id", "captured_at"),
+        sa.Index("ix_detections_captured", "captured_at", "source_id", "model_version_id", "class_name", "confidence"),
+        sa.Index("ix_detections_class_captured", "class_name", "captured_at", "source_id", "model_version_id", "confidence"),
+        sa.Index("ix_detections_image", "image_id", "model_version_id", "class_name", "confidence"),
     )
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="scoring_runs.id")
-    image_id: int = Field(foreign_key="images.id", index=True)
+    image_id: int = Field(foreign_key="images.id")
     model_version_id: int = Field(foreign_key="model_versions.id")
     source_id: int | None = Field(default=None, foreign_key="sources.id")
     captured_at: datetime
@@ -383,6 +393,31 @@ def register_images(connection: sa.Connection, engine: Engine, images: Sequence[
     return dict(found.all())
 
 
+def register_frames(engine: Engine, frames: Sequence[ScoredImage]) -> dict[str, int]:
+    """Register ingested frames (not yet scored) in one transaction; a frame already known keeps its row.
+
+    Returns sha256 -> image id. Re-copied files (same content) are not registered twice.
+    """
+
+    def run() -> dict[str, int]:
+        with engine.begin() as connection:
+            return register_images(connection, engine, frames)
+
+    return with_retries(run, "registering frames")
+
+
+def unscored_images(engine: Engine, model_version_id: int, limit: int | None = None) -> list[ImageRecord]:
+    """Registered images this model version has not scored yet, oldest capture first."""
+
+    def run() -> list[ImageRecord]:
+        with Session(engine) as session:
+            scored = select(ImageScore.image_id).where(ImageScore.model_version_id == model_version_id)
+            statement = select(ImageRecord).where(ImageRecord.id.not_in(scored)).order_by(ImageRecord.captured_at).limit(limit)
+            return list(session.exec(statement).all())
+
+    return with_retries(run, "listing unscored images")
+
+
 def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage]) -> int:
     """Store one batch in one transaction; images this model already scored are left as they were.
 
@@ -409,10 +444,40 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
             )  # fmt: skip
             rows = [detection_row(run_id, model_version_id, ids[i.sha256], i, d) for i in fresh for d in i.detections]
             if rows:
-                connection.execute(DetectionRecord.__table__.insert(), rows)
+                insert_detections(connection, rows)
             return len(fresh)
 
     return with_retries(run, f"writing a batch of run {run_id}")
+
+
+def insert_detections(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Bulk-insert detection rows: a binary COPY on PostgreSQL, one driver executemany of plain tuples on SQLite.
+
+    SQLAlchemy's executemany re-processes every parameter of every row in Python, and on PostgreSQL
+    sends one INSERT per row; with 10k detections per batch that held the store below its insert
+    targets (benchmarks/store_throughput.py). ``rows`` (from ``detection_row``) are converted in place,
+    times as the column type would (an image's detections share one); a missing polygon is SQL NULL.
+    """
+    table = DetectionRecord.__table__
+    names = [column.name for column in table.c if column.name != "id"]
+    stamp = lru_cache(maxsize=None)(table.c.captured_at.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
+    postgres = connection.dialect.name == "postgresql"
+    for row in rows:
+        row["captured_at"] = stamp(row["captured_at"])
+        if not postgres and row["polygon"] is not None:  # psycopg's binary JSON dumper serialises the list itself
+            row["polygon"] = json.dumps(row["polygon"])
+    values = map(itemgetter(*names), rows)
+    if not postgres:
+        connection.exec_driver_sql(str(table.insert().compile(dialect=connection.dialect, column_keys=names)), list(values))
+        return
+    types = dict(connection.execute(sa.text("SELECT attname, atttypid FROM pg_attribute WHERE attrelid = 'detections'::regclass")).all())
+    with (
+        connection.connection.driver_connection.cursor() as cursor,
+        cursor.copy(f"COPY detections ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types([types[name] for name in names])
+        for value in values:
+            copy.write_row(value)
 
 
 def detection_row(run_id: int, model_version_id: int, image_id: int, image: ScoredImage, detection: StoredDetection) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoProcessor, Florence2ForConditionalGeneration, Florence2Processor
 
 from inspect_core.lora_adapters import merge_adapter
-from inspect_core.model_factory import load_florence
+from inspect_core.model_factory import load_florence, resolve_model_source
 
 MODEL_INFO = "inspect_model.json"
 
@@ -27,6 +27,11 @@ def save_checkpoint(model: nn.Module, processor: Florence2Processor, out: Path, 
     processor.save_pretrained(out)
     kind = "adapter" if isinstance(model, PeftModel) else "full"
     (out / MODEL_INFO).write_text(json.dumps({"base_model": base_model, "strategy": strategy, "kind": kind}, indent=2) + "\n")
+
+
+def resolve_trained_source(name: str) -> str:
+    """A training checkpoint folder as it is; anything else as :func:`resolve_model_source` resolves it."""
+    return name if (Path(name) / MODEL_INFO).is_file() else resolve_model_source(name)
 
 
 def load_trained(path: Path | str) -> tuple[nn.Module, Florence2Processor]:

@@ -26,8 +26,10 @@ from inspect_core.results_store import (
     open_store,
     promote_model,
     quarantine,
+    register_frames,
     register_model,
     start_run,
+    unscored_images,
     with_retries,
     write_scored_batch,
 )
@@ -137,3 +139,16 @@ def test_open_store_on_a_down_server_fails_clearly(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("inspect_core.results_store.RETRY_BASE_DELAY_S", 0.01)
     with pytest.raises(StoreUnavailableError, match="opening postgresql\\+psycopg://u:\\*\\*\\*@127.0.0.1:1/db"):
         open_store("postgresql+psycopg://u:secret@127.0.0.1:1/db")
+
+
+def test_ingested_frames_register_once_and_wait_for_scoring(store_url: str, tmp_path: Path) -> None:
+    engine = open_store(store_url)
+    source = ensure_source(engine, "cam-1", "line-A")
+    frames = [scored(i, source, detections=0) for i in (3, 1, 2)]
+    ids = register_frames(engine, frames)
+    assert register_frames(engine, frames[:1] + [scored(4, None, detections=0)]).keys() == {f"{3:064x}", f"{4:064x}"}
+    assert ids[f"{3:064x}"] == register_frames(engine, frames[:1])[f"{3:064x}"]
+    model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
+    assert [i.path for i in unscored_images(engine, model.id)] == ["/frames/1.png", "/frames/2.png", "/frames/3.png", "/frames/4.png"]
+    write_scored_batch(engine, start_run(engine, model.id, "cfg", 1), model.id, [scored(2, source)])
+    assert [i.path for i in unscored_images(engine, model.id, limit=2)] == ["/frames/1.png", "/frames/3.png"]

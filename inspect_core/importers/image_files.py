@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from inspect_core.annotations import AnnotationError
 
@@ -53,6 +53,12 @@ def try_resolve(root: Path, reference: str) -> Path | None:
         return None
 
 
+def _decode_error(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        return f"cannot decode image {path.name}: not an image file (format not recognised)"
+    return f"cannot decode image {path.name}: {exc}"
+
+
 def probe_image(path: Path) -> ImageInfo | str:
     """Size and content hash of an image, or the reason it cannot be used.
 
@@ -73,7 +79,7 @@ def probe_image(path: Path) -> ImageInfo | str:
                 image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"cannot decode image {path.name}: {exc}"
+        return _decode_error(path, exc)
     return ImageInfo(width=width, height=height, sha256=hashlib.sha256(data).hexdigest())
 
 
@@ -95,7 +101,7 @@ def read_image(path: Path) -> tuple[np.ndarray, str] | str:
             with Image.open(io.BytesIO(data)) as image:
                 pixels = np.asarray(image.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"cannot decode image {path.name}: {exc}"
+        return _decode_error(path, exc)
     return pixels, hashlib.sha256(data).hexdigest()
 
 

@@ -128,11 +128,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("detections", schema=None) as batch_op:
-        batch_op.create_index("ix_detections_captured_class", ["captured_at", "class_name"], unique=False)
-        batch_op.create_index("ix_detections_class_captured", ["class_name", "captured_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_detections_image_id"), ["image_id"], unique=False)
-        batch_op.create_index("ix_detections_model_captured", ["model_version_id", "captured_at"], unique=False)
-        batch_op.create_index("ix_detections_source_captured", ["source_id", "captured_at"], unique=False)
+        # Each index carries every report filter column, so reports read an index alone (see DetectionRecord).
+        batch_op.create_index(
+            "ix_detections_captured", ["captured_at", "source_id", "model_version_id", "class_name", "confidence"], unique=False
+        )
+        batch_op.create_index(
+            "ix_detections_class_captured", ["class_name", "captured_at", "source_id", "model_version_id", "confidence"], unique=False
+        )
+        batch_op.create_index("ix_detections_image", ["image_id", "model_version_id", "class_name", "confidence"], unique=False)
 
     op.create_table(
         "image_scores",
@@ -192,11 +195,9 @@ def downgrade() -> None:
 
     op.drop_table("image_scores")
     with op.batch_alter_table("detections", schema=None) as batch_op:
-        batch_op.drop_index("ix_detections_source_captured")
-        batch_op.drop_index("ix_detections_model_captured")
-        batch_op.drop_index(batch_op.f("ix_detections_image_id"))
+        batch_op.drop_index("ix_detections_image")
         batch_op.drop_index("ix_detections_class_captured")
-        batch_op.drop_index("ix_detections_captured_class")
+        batch_op.drop_index("ix_detections_captured")
 
     op.drop_table("detections")
     with op.batch_alter_table("scoring_runs", schema=None) as batch_op:
