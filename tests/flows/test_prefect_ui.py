@@ -130,9 +130,9 @@ def test_ui_shows_scheduled_deployments_and_a_quick_score_run_with_its_artifacts
             page.get_by_text("Every 5 minutes").first.wait_for()
             page.get_by_role("button", name="Run", exact=True).click()
             page.get_by_text("Quick run").click()
-            page.wait_for_timeout(1500)
-            (tmp_path / "after.html").write_text(page.content())
-            page.get_by_role("link", name="View run").click()
+            announced = page.locator(".toast-flow-run-create__message").first  # "<run name> scheduled to start now"
+            run_name = announced.inner_text().split()[0]
+            page.get_by_role("link", name=run_name, exact=True).first.click()  # the run in the deployment's run list
             page.wait_for_url(re.compile(r"/runs/flow-run/"))
             deadline = time.monotonic() + 180
             while not page.get_by_text("Completed", exact=True).first.is_visible():
