@@ -20,16 +20,14 @@ def ingest_markdown(folder: str, counts: IngestCounts, frames_written: int | Non
     lines = [
         f"# Ingest of `{folder}`",
         "",
-        "| | |",
-        "|---|---|",
-        f"| registered | {counts.registered} |",
-        f"| duplicates (content already in the store) | {counts.duplicates} |",
-        f"| quarantined | {counts.quarantined} |",
-        f"| still settling after the last poll | {counts.waiting} |",
-        f"| polls (failed) | {counts.polls} ({counts.failed_polls}) |",
+        "| registered | duplicates (content already stored) | quarantined | still settling |",
+        "|---|---|---|---|",
+        f"| {counts.registered} | {counts.duplicates} | {counts.quarantined} | {counts.waiting} |",
+        "",
+        f"- polls: {counts.polls} ({counts.failed_polls} failed: store or folder unreachable, retried at the next poll)",
     ]
     if frames_written is not None:
-        lines.append(f"| frames captured from the camera | {frames_written} |")
+        lines.append(f"- frames captured from the camera: {frames_written}")
     if counts.quarantine_reasons:
         lines += ["", "## Quarantined", ""]
         lines += [f"- {n} x {reason}" for reason, n in sorted(counts.quarantine_reasons.items(), key=lambda item: -item[1])]

@@ -58,6 +58,7 @@ def pipeline(
     line: str = "line-1",
     model: str = CHAMPION,
     limit: int = 500,
+    threshold: float | None = None,
     retrain: bool = False,
     labelled: str = "sample_data",
     config: str = DEFAULT_CONFIG,
@@ -65,12 +66,13 @@ def pipeline(
 ) -> PipelineOutcome:
     """Ingest ``folder``, retrain first if ``retrain``, score up to ``limit`` new images with ``model``, then report.
 
+    ``threshold`` overrides the recipe's minimum confidence (the shipped tiny model rarely reaches its 0.3).
     The report covers captures since ``report_since`` (empty: everything in the store; the sample
     images carry the time they were checked out).
     """
     ingested = ingest(folder=folder, store_url=store_url, camera=camera, line=line)
     retrained = train(labelled=labelled, store_url=store_url, config=config) if retrain else None
-    scored = score(store_url=store_url, model=model, limit=limit, config=config)
+    scored = score(store_url=store_url, model=model, limit=limit, config=config, threshold=threshold)
     reported = report(store_url=store_url, since=report_since)
     outcome = PipelineOutcome(ingested, retrained, scored, reported)
     create_table_artifact(reported.class_rows, key="pipeline-defects-per-class", description="defects per class (the report's table)")

@@ -80,18 +80,15 @@ def score_markdown(outcome: ScoreOutcome) -> str:
     lines = [
         f"# Scoring with `{model.name}`",
         "",
-        "| | |",
-        "|---|---|",
-        f"| images | {outcome.images} |",
-        f"| scored | {outcome.scored} |",
-        f"| already scored (skipped) | {outcome.skipped} |",
-        f"| quarantined | {outcome.quarantined} |",
-        f"| defects found | {outcome.detections} |",
-        f"| throughput | {rate:.2f} images/s over {outcome.seconds:.1f} s |",
-        f"| model version | {model.name} (registry id {model.version_id}) |",
-        f"| validation mAP@50 | {f'{map50:.3f}' if isinstance(map50, float) else 'not evaluated'} |",
-        f"| store runs | {', '.join(map(str, outcome.store_runs)) or 'none: nothing to score'} |",
-        f"| worker processes | {len(outcome.model_loads)} (model loads per process: {sorted(outcome.model_loads.values())}) |",
+        "| images | scored | already scored | quarantined | defects |",
+        "|---|---|---|---|---|",
+        f"| {outcome.images} | {outcome.scored} | {outcome.skipped} | {outcome.quarantined} | {outcome.detections} |",
+        "",
+        f"- model version: {model.name} (registry id {model.version_id}), validation mAP@50 "
+        + (f"{map50:.3f}" if isinstance(map50, float) else "not evaluated"),
+        f"- throughput: {rate:.2f} images/s over {outcome.seconds:.1f} s",
+        f"- store runs: {', '.join(map(str, outcome.store_runs)) or 'none: nothing to score'}",
+        f"- worker processes: {len(outcome.model_loads)} (model loads per process: {sorted(outcome.model_loads.values())})",
     ]
     return "\n".join(lines) + "\n"
 

@@ -112,8 +112,7 @@ def retrain(
     version = register_model(engine, challenger_dir, base_model=str(start_from), metrics=scores)
     if promoted:
         promote_model(engine, int(version.id))
-        beat = f"mAP@50 {challenger_map50:.3f} beats the champion's {champion_map50:.3f} by >= {margin}"
-        reason = "first model" if current is None else beat
+        reason = "first model" if champion_map50 is None else f"mAP@50 {challenger_map50:.3f} beats the champion's {champion_map50:.3f}"
     else:
         reason = f"mAP@50 {challenger_map50:.3f} does not beat the champion's {champion_map50:.3f} by {margin}; the champion stays"
     export_dir = None

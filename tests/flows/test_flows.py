@@ -75,7 +75,7 @@ def test_shards_run_here_unless_dask_is_asked_for() -> None:
 
 def test_artifact_texts_show_counts_model_and_reasons() -> None:
     counts = IngestCounts(registered=3, quarantined=2, polls=1, quarantine_reasons={"empty file": 2})
-    assert "| registered | 3 |" in ingest_markdown("in", counts) and "- 2 x empty file" in ingest_markdown("in", counts)
+    assert "| 3 | 0 | 2 | 0 |" in ingest_markdown("in", counts) and "- 2 x empty file" in ingest_markdown("in", counts)
     outcome = ScoreOutcome(ModelChoice("m", 4, "m@abc", {"map50": 0.4567}), images=2, scored=2, detections=3, seconds=2.0)
     text = score_markdown(outcome)
     assert "m@abc (registry id 4)" in text and "0.457" in text and "1.00 images/s" in text
@@ -124,7 +124,7 @@ def test_pipeline_ingests_scores_and_reports_with_artifacts(tmp_path: Path) -> N
 
     assert latest("scoring-progress") == 100.0
     assert sum(row["defects"] for row in latest("defects-per-class")) == first.scored.detections
-    assert "| scored | 3 |" in latest("scoring-summary") and "tiny-fabric-base@" in latest("scoring-summary")
+    assert "| 3 | 3 | 0 | 0 |" in latest("scoring-summary") and "tiny-fabric-base@" in latest("scoring-summary")
     assert "images scored: 3" in latest("report-summary")
     assert latest("report-defects-per-day").startswith("data:image/png;base64,")
     assert latest("pipeline-defects-per-class") == latest("report-defects-per-class")
@@ -148,7 +148,7 @@ def test_ingest_captures_frames_from_a_video_file_then_registers_them(tmp_path: 
     counts = ingest(folder=str(tmp_path / "frames"), store_url=f"sqlite:///{tmp_path / 'r.db'}", camera="cam-7", line="L3",
                     settle_seconds=0.0, camera_source=str(video), max_frames=2)  # fmt: skip
     assert (counts.registered, counts.quarantined) == (2, 0)
-    assert "| frames captured from the camera | 2 |" in latest("ingest-summary")
+    assert "- frames captured from the camera: 2" in latest("ingest-summary")
 
 
 @pytest.mark.usefixtures("prefect_harness")

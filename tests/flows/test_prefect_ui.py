@@ -28,7 +28,8 @@ from tests.flows.conftest import REPO, copy_samples
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium (apt-get install chromium)")
+# ~2 min on a busy 2-core machine: a server, the served deployments and a flow-run process all start from cold.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.is_file(), reason="no /usr/bin/chromium (apt-get install chromium)")]
 sync_playwright = pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed").sync_playwright
 
 
@@ -74,8 +75,11 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    """A Prefect server on a free port serving the deployments over a store with three registered images; the UI's URL."""
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A Prefect server on a free port serving the deployments over a store with three registered images.
+
+    Yields the UI's URL and the schedules' time zones (deployment name -> zone).
+    """
     store_url = f"sqlite:///{tmp_path / 'results.db'}"
     copy_samples(tmp_path / "incoming", 3)
     FolderWatcher(tmp_path / "incoming", open_store(store_url), "cam-1", "line-1", settle_seconds=0).poll_once()
@@ -95,31 +99,41 @@ def served(tmp_path: Path) -> Iterator[str]:
         wait_until(lambda: healthy(api), 120, "Prefect server", server, server_log)
         serving = start([sys.executable, "-m", "flows.serve"], env, serve_log)
         wait_until(lambda: "being served" in serve_log.read_text(), 180, "deployments", serving, serve_log)
-        pause_schedules(api)
-        yield api.removesuffix("/api")
+        yield api.removesuffix("/api"), pause_schedules(api)
     finally:
         for process in (serving, server):
             if process is not None:
                 stop(process)
 
 
-def pause_schedules(api: str) -> None:
-    """Keep scheduled runs (every 5 minutes) out of the test: one could take score's single concurrency slot first."""
+def pause_schedules(api: str) -> dict[str, str]:
+    """Keep scheduled runs (every 5 minutes) out of the test, as one could take score's single concurrency slot first.
+
+    Returns each scheduled deployment's time zone, as the server stored it.
+    """
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    zones: dict[str, str] = {}
     with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
         for deployment in client.read_deployments():
             client.pause_deployment(deployment.id)
+            for schedule in deployment.schedules:
+                zones[deployment.name] = schedule.schedule.timezone
+    return zones
 
 
-def test_ui_shows_scheduled_deployments_and_a_quick_score_run_with_its_artifacts(served: str, tmp_path: Path) -> None:
+def test_ui_shows_scheduled_deployments_and_a_quick_score_run_with_its_artifacts(
+    served: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    ui, zones = served
+    assert zones == dict.fromkeys(["continuous", "every-5-minutes", "nightly", "daily"], "Europe/Berlin")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         try:
-            page.goto(f"{served}/deployments")
+            page.goto(f"{ui}/deployments")
             for name in ("continuous", "every-5-minutes", "nightly", "daily", "on-demand"):
                 page.get_by_text(name, exact=True).first.wait_for()
             page.get_by_text("At 02:00 AM every day").wait_for()  # train/nightly
