@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench sample-data clean
+.PHONY: install demo test test-all bench sample-data clean prefect-up prefect-down
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,16 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/data_pipeline.py
 	$(PY) benchmarks/training_throughput.py
+	$(PY) benchmarks/scoring_throughput.py
+	$(PY) benchmarks/store_throughput.py
+	$(PY) benchmarks/onnx_scoring.py
+
+# Local Prefect server (127.0.0.1:4200, settings in prefect.toml) serving the flows/ deployments; logs in runs/prefect/.
+prefect-up: $(STAMP)
+	VENV=$(VENV) scripts/prefect_up.sh
+
+prefect-down:
+	scripts/prefect_down.sh
 
 # Regenerate the committed sample set (deterministic: same seed, same files).
 sample-data: $(STAMP)

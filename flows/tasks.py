@@ -32,7 +32,7 @@ from inspect_core.importers import import_dataset
 from inspect_core.reports import ReportFilter, class_summary, defect_rate_per_line, defects_per_day, plot_report
 from inspect_core.results_store import ModelVersion, champion, open_store, unscored_images
 from inspect_core.retraining import RetrainResult, retrain
-from inspect_core.scoring import Detector, ScoreSummary, _register, load_detector, score_images
+from inspect_core.scoring import Detector, ScoreSummary, load_detector, register_model_dir, score_images
 from inspect_core.trained_model import resolve_trained_source
 
 IO_RETRIES = 3
@@ -200,7 +200,7 @@ def pick_model(store_url: str, model: str) -> ModelChoice:
     best = champion(engine) if model == CHAMPION else None
     if best is not None:
         return ModelChoice(best.path, int(best.id), best.name, dict(best.metrics))
-    version_id, _ = _register(engine, resolve_trained_source(FALLBACK_MODEL if model == CHAMPION else model))
+    version_id, _ = register_model_dir(engine, resolve_trained_source(FALLBACK_MODEL if model == CHAMPION else model))
     with Session(engine) as session:
         version = session.get(ModelVersion, version_id)
         return ModelChoice(version.path, version_id, version.name, dict(version.metrics))

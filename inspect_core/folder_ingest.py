@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Names copy tools, browsers and our camera writer give files that are still being written.
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", "~")
+# Label and metadata files that live beside images (LabelImg XML, YOLO TXT, JSON sidecars): not frames, not errors.
+SIDECAR_SUFFIXES = (".xml", ".txt", ".json", ".yaml", ".yml", ".csv", ".log")
 BATCH_SIZE = 256  # files per store transaction: a backlog of 100k files does not become one huge transaction
 
 
@@ -193,7 +195,7 @@ class FolderWatcher:
                     log.warning("cannot scan %s: %s", folder, error)
                 continue
             for entry in entries:
-                if entry.name.startswith(".") or entry.name.lower().endswith(TEMP_SUFFIXES):
+                if entry.name.startswith(".") or entry.name.lower().endswith(TEMP_SUFFIXES + SIDECAR_SUFFIXES):
                     continue
                 path = Path(entry.path)
                 try:

@@ -56,7 +56,12 @@ def _ort(array: np.ndarray, dtype: type) -> ort.OrtValue:
 
 
 class OnnxFlorence:
-    """A Florence-2 ONNX export folder, loaded for CPU inference (graph optimisation level ALL)."""
+    """A Florence-2 ONNX export folder, loaded for CPU inference (graph optimisation level ALL).
+
+    ``intra_op_threads`` defaults to one per physical core. On a machine shared with other busy jobs, 1
+    thread can be several times faster: threads that wait for each other lose whenever one is descheduled
+    (measured in benchmarks/results/onnx_scoring.json).
+    """
 
     def __init__(self, folder: Path, intra_op_threads: int | None = None) -> None:
         folder = Path(folder)
@@ -127,8 +132,11 @@ class OnnxFlorence:
         self, pixel_values: np.ndarray, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int = 128
     ) -> tuple[np.ndarray, np.ndarray]:
         """Greedy decoding until every row ends with EOS: token ids [B, T] (no start token) and their log-probs [B, T]."""
-        encoded = self.encode(pixel_values, input_ids, attention_mask)
-        batch = int(np.shape(input_ids)[0])
+        return self.decode(self.encode(pixel_values, input_ids, attention_mask), max_new_tokens)
+
+    def decode(self, encoded: dict[str, ort.OrtValue], max_new_tokens: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """The decoding half of :meth:`generate`, from :meth:`encode`'s output."""
+        batch = encoded["encoder_hidden_states"].shape()[0]
         processors = self._logits_processors(max_new_tokens)
         sequences = torch.full((batch, 1), self.start_id, dtype=torch.long)
         unfinished = torch.ones(batch, dtype=torch.bool)

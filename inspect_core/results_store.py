@@ -411,12 +411,22 @@ def register_frames(engine: Engine, frames: Sequence[ScoredImage]) -> dict[str, 
 
 
 def unscored_images(engine: Engine, model_version_id: int, limit: int | None = None) -> list[ImageRecord]:
-    """Registered images this model version has not scored yet, oldest capture first."""
+    """Registered images this model version has not scored yet, oldest capture first.
+
+    Images whose file scoring already quarantined (gone, unreadable) are left out: retried every
+    few minutes they would fill the batch and starve the new frames.
+    """
 
     def run() -> list[ImageRecord]:
         with Session(engine) as session:
             scored = select(ImageScore.image_id).where(ImageScore.model_version_id == model_version_id)
-            statement = select(ImageRecord).where(ImageRecord.id.not_in(scored)).order_by(ImageRecord.captured_at).limit(limit)
+            broken = select(QuarantineEntry.path).where(QuarantineEntry.stage == "score")
+            statement = (
+                select(ImageRecord)
+                .where(ImageRecord.id.not_in(scored), ImageRecord.path.not_in(broken))
+                .order_by(ImageRecord.captured_at)
+                .limit(limit)
+            )
             return list(session.exec(statement).all())
 
     return with_retries(run, "listing unscored images")

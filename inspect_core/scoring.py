@@ -140,7 +140,8 @@ def settings_hash(settings: ScoreSection) -> str:
     return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
 
 
-def _register(engine: Engine, model_dir: str) -> tuple[int, str]:
+def register_model_dir(engine: Engine, model_dir: str) -> tuple[int, str]:
+    """The registry id and name of the model in ``model_dir`` (a checkpoint's base and adapter recorded)."""
     info_file = Path(model_dir) / MODEL_INFO
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     base = info.get("base_model", model_dir)
@@ -170,7 +171,7 @@ def score_images(
     the run failed (what was stored stays stored and is skipped next time) and re-raises.
     """
     model_dir = resolve_trained_source(model)
-    version_id, version_name = _register(engine, model_dir)
+    version_id, version_name = register_model_dir(engine, model_dir)
     detector = detector or load_detector(model_dir, settings.backend)
     started = time.perf_counter()  # throughput counts scoring, not the one-off model load
     run_id = start_run(engine, version_id, settings_hash(settings), len(paths))

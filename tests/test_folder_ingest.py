@@ -79,7 +79,8 @@ def test_unreadable_files_are_quarantined_once_with_their_reason(store_url: str,
     (inbox / "empty.png").write_bytes(b"")
     (inbox / "truncated.png").write_bytes(png[: len(png) // 2])
     (inbox / "text.jpg").write_text("not a jpeg")
-    (inbox / "notes.txt").write_text("shift notes")
+    (inbox / "notes.txt").write_text("shift notes")  # a sidecar: skipped, not quarantined
+    (inbox / "scan.raw").write_bytes(b"\x00" * 64)
     (inbox / ".frame.png.tmp").write_bytes(png[:10])  # a writer's temp file: not a candidate
     (inbox / "copy.png.part").write_bytes(png[:10])
     report = watcher(inbox, store_url, settle_seconds=0).poll_once()
@@ -87,7 +88,7 @@ def test_unreadable_files_are_quarantined_once_with_their_reason(store_url: str,
     expected = {
         "empty.png": "image empty.png is an empty file",
         "truncated.png": "cannot decode image truncated.png: image file is truncated",
-        "notes.txt": "not an image file (suffix '.txt'; images are .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)",
+        "scan.raw": "not an image file (suffix '.raw'; images are .jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp)",
     }
     engine = open_store(store_url)
     reasons = quarantined(engine)

@@ -152,3 +152,5 @@ def test_ingested_frames_register_once_and_wait_for_scoring(store_url: str, tmp_
     assert [i.path for i in unscored_images(engine, model.id)] == ["/frames/1.png", "/frames/2.png", "/frames/3.png", "/frames/4.png"]
     write_scored_batch(engine, start_run(engine, model.id, "cfg", 1), model.id, [scored(2, source)])
     assert [i.path for i in unscored_images(engine, model.id, limit=2)] == ["/frames/1.png", "/frames/3.png"]
+    quarantine(engine, "/frames/1.png", "cannot read image 1.png: file vanished", stage="score")
+    assert [i.path for i in unscored_images(engine, model.id)] == ["/frames/3.png", "/frames/4.png"]
