@@ -115,8 +115,12 @@ def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], N
     """Train from scratch; keeps the best model by held-out mAP@50 in ``out``; returns the metrics log."""
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    lineage: dict = {}
     if settings.init_from:
         model, processor = load_florence(settings.init_from)
+        earlier = Path(settings.init_from) / "pretrain_metrics.json"
+        if earlier.is_file():  # keep the history of the run continued from, for the model card
+            lineage = {"continued_from": {k: v for k, v in json.loads(earlier.read_text()).items() if k != "history"}}
     else:
         model, processor = build_tiny(vocabulary_corpus(settings.seed), seed=settings.seed)
     grid = TINY_IMAGE_SIZE // 32
@@ -176,11 +180,37 @@ def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], N
                 best = result.map50
                 save_pretrained(model, processor, out)
                 (out / "pretrain_metrics.json").write_text(
-                    json.dumps({"settings": asdict(settings), "best": entry, "history": history}, indent=2)
+                    json.dumps({"settings": asdict(settings), "best": entry, "history": history, **lineage}, indent=2)
                 )
         if last:
             break
     return {"best_map50": best if best >= 0 else math.nan, "history": history}
+
+
+def _command(settings: dict) -> str:
+    options = [f"--steps {settings['steps']}", f"--batch-size {settings['batch_size']}", f"--lr {settings['lr']}",
+               f"--eval-every {settings['eval_every']}", f"--seed {settings['seed']}"]  # fmt: skip
+    if settings.get("time_limit_s"):
+        options.append(f"--minutes {settings['time_limit_s'] / 60:g}")
+    if settings.get("init_from"):
+        options.append(f"--init-from {settings['init_from']}")
+    if settings.get("od_only_fraction"):
+        options.append(f"--od-only-fraction {settings['od_only_fraction']}")
+    if settings.get("loc_sigma"):
+        options.append(f"--loc-sigma {settings['loc_sigma']}")
+    return "    inspect-core pretrain-tiny --out models/tiny-fabric-base " + " ".join(options)
+
+
+def _commands(metrics: dict) -> str:
+    """The command lines that made the model, earliest first (a run may continue an earlier one)."""
+    earlier = metrics.get("continued_from")
+    if not earlier:
+        return _command(metrics["settings"])
+    best = earlier["best"]
+    return (
+        f"{_command(earlier['settings'])}\n\n(best held-out mAP@50 {best['map50']:.3f} at step {best['step']}), then continued with\n\n"
+        f"{_command(metrics['settings'])}"
+    )
 
 
 def write_model_card(out: Path) -> None:
@@ -201,11 +231,10 @@ fine-tunes it with LoRA exactly as a plant fine-tunes the real model.
 
 ## How it was made
 
-    inspect-core pretrain-tiny --out models/tiny-fabric-base --steps {settings["steps"]} --batch-size {settings["batch_size"]} \\
-        --lr {settings["lr"]} --eval-every {settings["eval_every"]} --seed {settings["seed"]}
+{_commands(metrics)}
 
 Every step draws {settings["batch_size"]} freshly generated 256 px images (no image repeats); tasks are mixed
-{TASK_MIX}. The loss is the sequence cross-entropy plus an auxiliary per-cell detection loss on the encoder's
+{TASK_MIX}, after an `<OD>`-only first part where `--od-only-fraction` is given. The loss is the sequence cross-entropy plus an auxiliary per-cell detection loss on the encoder's
 image tokens (training aid only, not saved: see `inspect_core/cell_detection_head.py`); AdamW, warmup then
 constant then linear anneal. Broken-yarn boxes carry the generator's minimum thickness (3% of the side).
 

@@ -1,8 +1,8 @@
-"""The embedded base model: a plain Florence-2 that loads offline, answers the three tasks, and uses the image.
+"""The embedded base model: a plain Florence-2 that loads offline, answers the three tasks, uses the image, and detects.
 
-Its detection score is still far below the project's target (see models/tiny-fabric-base/README.md
-and issue 3), so no mAP lower bound is asserted here yet; what is asserted is that the image matters
-(the collapse to a prior that the auxiliary loss is there to prevent).
+Its detection score is still below the project's target of mAP@50 0.6 (see
+models/tiny-fabric-base/README.md); the bound below is set under the score measured on these
+freshly generated images, so it catches a regression (a collapse to a prior scores 0).
 """
 
 import pytest
@@ -10,11 +10,14 @@ import torch
 
 from inspect_core.florence_tasks import task_record
 from inspect_core.model_factory import EMBEDDED_MODEL_DIR, load_florence
-from inspect_core.pretrain_tiny import EVAL_SEED_OFFSET, synthetic_images
+from inspect_core.pretrain_tiny import EVAL_SEED_OFFSET, evaluate_detection, synthetic_images
+from inspect_core.synthetic_fabric import DEFECT_CLASSES
 from inspect_core.training_batches import encode_batch
 
-# Training drew seed 0; model selection used seed EVAL_SEED_OFFSET; these images come from a third seed.
+# Training drew seeds 0 and 1; model selection used seeds EVAL_SEED_OFFSET + 0/1; these images come from another seed.
 FRESH_SEED = 2 * EVAL_SEED_OFFSET + 7
+# Measured 0.268 on these 48 images (the model card's held-out 64 images: 0.356); a collapse scores 0.
+MIN_FRESH_MAP50 = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +50,10 @@ def test_shipped_model_uses_the_image(shipped) -> None:
     own = model(**encode_batch(processor, pixels, prefixes, suffixes)).loss.item()
     shuffled = model(**encode_batch(processor, pixels[1:] + pixels[:1], prefixes, suffixes)).loss.item()
     assert own < shuffled - 0.05, (own, shuffled)
+
+
+@torch.inference_mode()
+def test_shipped_model_detects_defects_on_fresh_images(shipped) -> None:
+    model, processor = shipped
+    result = evaluate_detection(model, processor, synthetic_images(FRESH_SEED, 100, 48), DEFECT_CLASSES)
+    assert result.map50 >= MIN_FRESH_MAP50, result.as_dict()
