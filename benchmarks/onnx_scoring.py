@@ -80,7 +80,7 @@ def bench_tiny(images: int, repeats: int, thread_counts: list[int], work: Path) 
     model, processor = load_florence(str(EMBEDDED_MODEL_DIR))
     model.eval()
     exports = {name: export_onnx(EMBEDDED_MODEL_DIR, work / f"tiny_{name}", quantize=quantize) for name, quantize in BACKENDS.items()}
-    report: dict = {"model": EMBEDDED_MODEL_DIR.name, "image_size": 256, "images": images, "batch_size": 8, "max_new_tokens": 96,
+    report: dict = {"model": EMBEDDED_MODEL_DIR.name, "fingerprint": exports["onnx_fp32"]["source"]["fingerprint"], "image_size": 256, "images": images, "batch_size": 8, "max_new_tokens": 96,
                     "exports": {n: {k: e[k] for k in ("graph_mb", "parity_vs_torch")} for n, e in exports.items()},
                     "speed": {}}  # fmt: skip
     for threads in thread_counts:
@@ -162,7 +162,7 @@ def bench_base(images: int, tokens: int, repeats: int, thread_counts: list[int],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="tiny,base")
+    parser.add_argument("--parts", default="tiny,base", help="Parts to run; the others keep their results from --out.")
     parser.add_argument("--tiny-images", type=int, default=32)
     parser.add_argument("--base-images", type=int, default=2)
     parser.add_argument("--base-tokens", type=int, default=20)
@@ -171,7 +171,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "onnx_scoring.json")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     report: dict = {"benchmark": "onnx_scoring", "machine": machine_info(), "repeats": args.repeats}
+    report |= {part: previous[part] for part in ("tiny", "base") if part in previous and part not in args.parts}
     with tempfile.TemporaryDirectory() as tmp:
         if "tiny" in args.parts:
             report["tiny"] = bench_tiny(args.tiny_images, args.repeats, threads, Path(tmp))

@@ -111,13 +111,13 @@ def test_deployments_have_cron_schedules_in_the_configured_time_zone(monkeypatch
 @pytest.mark.usefixtures("prefect_harness")
 def test_pipeline_ingests_scores_and_reports_with_artifacts(tmp_path: Path) -> None:
     folder = tmp_path / "incoming"
-    copy_samples(folder, 3, labels=True)  # the labels are not images: quarantined, like any stray file
+    copy_samples(folder, 3, labels=True)  # the label XMLs beside the images are sidecars: skipped, not quarantined
     (folder / "empty.png").write_bytes(b"")
     store_url = f"sqlite:///{tmp_path / 'results.db'}"
     recipe = str(fast_recipe(tmp_path / "recipe.yaml"))
 
     first = pipeline(folder=str(folder), store_url=store_url, model="tiny", config=recipe)
-    assert (first.ingested.registered, first.ingested.quarantined) == (3, 4)
+    assert (first.ingested.registered, first.ingested.quarantined) == (3, 1)  # the empty PNG
     assert (first.scored.images, first.scored.scored, first.scored.model.name.split("@")[0]) == (3, 3, "tiny-fabric-base")
     assert first.reported.images_scored == 3 and first.reported.detections == first.scored.detections
     assert all(Path(p).is_file() for p in first.reported.plots)
