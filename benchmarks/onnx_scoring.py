@@ -80,7 +80,8 @@ def bench_tiny(images: int, repeats: int, thread_counts: list[int], work: Path) 
     model, processor = load_florence(str(EMBEDDED_MODEL_DIR))
     model.eval()
     exports = {name: export_onnx(EMBEDDED_MODEL_DIR, work / f"tiny_{name}", quantize=quantize) for name, quantize in BACKENDS.items()}
-    report: dict = {"model": EMBEDDED_MODEL_DIR.name, "fingerprint": exports["onnx_fp32"]["source"]["fingerprint"], "image_size": 256, "images": images, "batch_size": 8, "max_new_tokens": 96,
+    report: dict = {"model": EMBEDDED_MODEL_DIR.name, "fingerprint": exports["onnx_fp32"]["source"]["fingerprint"],
+                    "image_size": 256, "images": images, "batch_size": 8, "max_new_tokens": 96,
                     "exports": {n: {k: e[k] for k in ("graph_mb", "parity_vs_torch")} for n, e in exports.items()},
                     "speed": {}}  # fmt: skip
     for threads in thread_counts:
