@@ -16,8 +16,8 @@ from inspect_core.training_batches import encode_batch
 
 # Training drew seeds 0 and 1; model selection used seeds EVAL_SEED_OFFSET + 0/1; these images come from another seed.
 FRESH_SEED = 2 * EVAL_SEED_OFFSET + 7
-# Measured 0.268 on these 48 images (the model card's held-out 64 images: 0.356); a collapse scores 0.
-MIN_FRESH_MAP50 = 0.2
+# Measured 0.390 on these 48 images (the model card's held-out 64 images: 0.428); a collapse scores 0.
+MIN_FRESH_MAP50 = 0.3
 
 
 @pytest.fixture(scope="module")
