@@ -59,6 +59,15 @@ def _decode_error(path: Path, exc: BaseException) -> str:
     return f"cannot decode image {path.name}: {exc}"
 
 
+def _read_bytes(path: Path) -> bytes | str:
+    """A file's bytes, or why there are none to decode (unreadable, empty)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read image {path.name}: {exc}"
+    return data if data else f"image {path.name} is an empty file"
+
+
 def probe_image(path: Path) -> ImageInfo | str:
     """Size and content hash of an image, or the reason it cannot be used.
 
@@ -66,12 +75,9 @@ def probe_image(path: Path) -> ImageInfo | str:
     to 1/8), which still reads the whole stream at a fraction of the cost. Thread-safe: Pillow and
     hashlib release the GIL, so probes run in parallel threads.
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"cannot read image {path.name}: {exc}"
-    if not data:
-        return f"image {path.name} is an empty file"
+    data = _read_bytes(path)
+    if isinstance(data, str):
+        return data
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
@@ -89,12 +95,9 @@ def read_image(path: Path) -> tuple[np.ndarray, str] | str:
     Over ``Image.MAX_IMAGE_PIXELS`` counts as a decompression bomb (Pillow would only warn below
     twice that).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return f"cannot read image {path.name}: {exc}"
-    if not data:
-        return f"image {path.name} is an empty file"
+    data = _read_bytes(path)
+    if isinstance(data, str):
+        return data
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
