@@ -5,6 +5,9 @@
   unmerged (a peft model), results decoded with the processor's post-processing.
 - ``ours``: ``inspect_core.scoring.score_images`` end to end into a SQLite store: worker processes
   decode and resize, the adapter merged once, batched greedy generation with the KV cache.
+- ``ours_onnx_int8``: the same engine with ``backend: onnx`` on the merged model exported by
+  ``inspect_core.onnx_export`` with int8 dynamic quantisation (its mAP cost on the tiny model is
+  measured here too, on the same held-out images as the resolution cost).
 
 Models: the shipped tiny model (256 px) with a LoRA adapter, on synthetic 512 px fabric frames; and
 a random-initialised Florence-2-base architecture (231M, the same compute as real weights) at 768 px
@@ -41,6 +44,8 @@ from inspect_core.detection_inference import detect
 from inspect_core.detection_metrics import detection_map
 from inspect_core.lora_adapters import apply_strategy
 from inspect_core.model_factory import EMBEDDED_MODEL_DIR, load_florence
+from inspect_core.onnx_export import export_onnx
+from inspect_core.onnx_runtime import OnnxFlorence
 from inspect_core.pretrain_tiny import synthetic_images
 from inspect_core.results_store import open_store
 from inspect_core.scoring import score_images
@@ -77,9 +82,7 @@ def seed_loop(checkpoint: Path, paths: list[Path], max_new_tokens: int, min_new_
         image = Image.open(path).convert("RGB")
         inputs = processor(text="<OD>", images=image, return_tensors="pt")
         with torch.no_grad():
-            generated = model.generate(
-                **inputs, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=3, do_sample=False
-            )
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, num_beams=3, do_sample=False)
         text = processor.batch_decode(generated, skip_special_tokens=False)[0]
         processor.post_process_generation(text, task="<OD>", image_size=image.size)
     return time.perf_counter() - started
@@ -105,6 +108,9 @@ def tiny(work: Path, count: int) -> dict:
     seed_s = seed_loop(checkpoint, paths, max_new_tokens=1024)
     settings = ScoreSection(batch_size=8, num_workers=1, max_new_tokens=256, default_threshold=0.0)
     mine = ours(checkpoint, paths, work / "tiny.db", settings)
+    export_onnx(checkpoint, work / "tiny-onnx-int8", quantize="int8")
+    onnx_settings = settings.model_copy(update={"backend": "onnx"})
+    int8 = ours(work / "tiny-onnx-int8", paths, work / "tiny-int8.db", onnx_settings)
     many = write_frames(work / "frames10x", count * 10, seed=31_000, size=512)
     tenfold = ours(checkpoint, many, work / "tiny10x.db", settings)
     return {
@@ -112,6 +118,8 @@ def tiny(work: Path, count: int) -> dict:
         "seed_images_per_second": round(count / seed_s, 3),
         "ours_images_per_second": round(mine["images_per_second"], 3),
         "speedup": round(mine["images_per_second"] * seed_s / count, 2),
+        "ours_onnx_int8_images_per_second": round(int8["images_per_second"], 3),
+        "onnx_int8_speedup": round(int8["images_per_second"] * seed_s / count, 2),
         "growth": {
             "images": [count, count * 10],
             "seconds": [round(mine["seconds"], 2), round(tenfold["seconds"], 2)],
@@ -121,10 +129,11 @@ def tiny(work: Path, count: int) -> dict:
     }
 
 
-def map_at_resolution(size: int, count: int = 64) -> float:
-    """Held-out mAP@50 of the shipped tiny model when frames are scored at ``size`` px instead of 256."""
+def tiny_map50(size: int = 256, onnx_dir: Path | None = None, count: int = 64) -> float:
+    """Held-out mAP@50 of the shipped tiny model scored at ``size`` px (instead of 256), or through an ONNX export."""
     model, processor = load_florence(str(EMBEDDED_MODEL_DIR))
     model.eval()
+    onnx = OnnxFlorence(onnx_dir) if onnx_dir is not None else None
     samples = synthetic_images(10_000, 0, count)
     predictions = []
     for start in range(0, count, 16):
@@ -132,7 +141,10 @@ def map_at_resolution(size: int, count: int = 64) -> float:
         # Downscale to ``size`` then let the processor bring it back to the model's 256 px input:
         # the detail lost is what a lower camera or scoring resolution loses.
         small = [cv2.resize(cv2.resize(p, (size, size), interpolation=cv2.INTER_AREA), (256, 256)) for p, _a in chunk]
-        predictions.extend(detect(model, processor, small, "<OD>", max_new_tokens=96))
+        if onnx is not None:
+            predictions.extend(onnx.detect(small, "<OD>", max_new_tokens=96))
+        else:
+            predictions.extend(detect(model, processor, small, "<OD>", max_new_tokens=96))
     return detection_map([a.objects for _p, a in samples], predictions, DEFECT_CLASSES).map50
 
 
@@ -167,9 +179,17 @@ def base(work: Path, count: int) -> dict:
         settings = ScoreSection(batch_size=4, num_workers=1, max_new_tokens=20, default_threshold=0.0)
         mine = ours(checkpoint, paths, work / f"base-{size}.db", settings)
         entry["ours_images_per_second"] = round(mine["images_per_second"], 3)
+        onnx_dir = work / f"base-{size}-onnx-int8"
+        export_onnx(checkpoint, onnx_dir, quantize="int8")
+        int8 = ours(onnx_dir, paths, work / f"base-{size}-int8.db", settings.model_copy(update={"backend": "onnx"}))
+        entry["ours_onnx_int8_images_per_second"] = round(int8["images_per_second"], 3)
         results[f"{size}px"] = entry
         shutil.rmtree(checkpoint)
-    results["768px"]["speedup"] = round(results["768px"]["ours_images_per_second"] / results["768px"]["seed_images_per_second"], 2)
+        shutil.rmtree(onnx_dir)
+    seed = results["768px"]["seed_images_per_second"]
+    for entry in results.values():
+        entry["speedup_vs_seed_768px"] = round(entry["ours_images_per_second"] / seed, 2)
+        entry["onnx_int8_speedup_vs_seed_768px"] = round(entry["ours_onnx_int8_images_per_second"] / seed, 2)
     return results
 
 
@@ -183,7 +203,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         report = {"machine": machine_info(), "tiny": tiny(work, args.images)}
-        report["tiny_resolution_map50"] = {f"{size}px": round(map_at_resolution(size), 4) for size in (256, 192, 128)}
+        report["tiny_resolution_map50"] = {f"{size}px": round(tiny_map50(size), 4) for size in (256, 192, 128)}
+        export_onnx(EMBEDDED_MODEL_DIR, work / "tiny-base-int8", quantize="int8")
+        report["tiny_onnx_int8_map50"] = round(tiny_map50(onnx_dir=work / "tiny-base-int8"), 4)
         if not args.skip_base:
             report["base"] = base(work, args.base_images)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

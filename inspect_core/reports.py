@@ -4,11 +4,13 @@ Every filter is a SQLAlchemy expression with bound parameters (no SQL is built f
 filters run on the ``detections`` table's own columns (``captured_at``, ``source_id``,
 ``model_version_id``, ``class_name``, ``confidence``) so the store's indexes answer them without
 joins over millions of rows. Aggregates (per day, per line, histogram) are computed in SQL; only
-their small results come back. Days are UTC days.
+their small results come back. Per-day, per-class and histogram aggregates read the store's day
+counts for the whole days of a window and the detections only for its partial edges. Days are UTC days.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,10 +27,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sqlalchemy.engine import Engine
 
-from inspect_core.results_store import DetectionRecord, ImageRecord, ImageScore, ModelVersion, Source
+from inspect_core.results_store import DAY_COUNT_BINS, DetectionDayCount, DetectionRecord, ImageRecord, ImageScore, ModelVersion, Source
 
 TABLE_FORMATS = ("csv", "parquet", "json", "html")
-HISTOGRAM_BINS = 20
+HISTOGRAM_BINS = DAY_COUNT_BINS
 PLOT_NAMES = ("defects_per_day.png", "defect_rate_per_line.png", "confidence_histogram.png")
 
 _D = DetectionRecord.__table__
@@ -36,6 +38,7 @@ _I = ImageRecord.__table__
 _S = Source.__table__
 _M = ModelVersion.__table__
 _SC = ImageScore.__table__
+_C = DetectionDayCount.__table__
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -78,13 +81,9 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=timezone.utc)
 
 
-def _conditions(flt: ReportFilter, captured_at: sa.Column, source_id: sa.Column, model_id: sa.Column) -> list[sa.ColumnElement[bool]]:
-    """The image-level part of a filter (time, line, camera, model) against the given columns."""
+def _dimension_conditions(flt: ReportFilter, source_id: sa.ColumnElement, model_id: sa.ColumnElement) -> list[sa.ColumnElement[bool]]:
+    """The line, camera and model part of a filter against the given columns."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if flt.since is not None:
-        conditions.append(captured_at >= flt.since)
-    if flt.until is not None:
-        conditions.append(captured_at < flt.until)
     if flt.line is not None:
         conditions.append(source_id.in_(sa.select(_S.c.id).where(_S.c.line == flt.line)))
     if flt.camera is not None:
@@ -94,6 +93,16 @@ def _conditions(flt: ReportFilter, captured_at: sa.Column, source_id: sa.Column,
     return conditions
 
 
+def _conditions(flt: ReportFilter, captured_at: sa.Column, source_id: sa.Column, model_id: sa.Column) -> list[sa.ColumnElement[bool]]:
+    """The image-level part of a filter (time, line, camera, model) against the given columns."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if flt.since is not None:
+        conditions.append(captured_at >= flt.since)
+    if flt.until is not None:
+        conditions.append(captured_at < flt.until)
+    return conditions + _dimension_conditions(flt, source_id, model_id)
+
+
 def _detection_conditions(flt: ReportFilter) -> list[sa.ColumnElement[bool]]:
     conditions = _conditions(flt, _D.c.captured_at, _D.c.source_id, _D.c.model_version_id)
     if flt.class_name is not None:
@@ -101,6 +110,53 @@ def _detection_conditions(flt: ReportFilter) -> list[sa.ColumnElement[bool]]:
     if flt.min_confidence is not None:
         conditions.append(_D.c.confidence >= flt.min_confidence)
     return conditions
+
+
+def _confidence_bin(engine: Engine, bins: int) -> sa.ColumnElement:
+    """floor(confidence * bins), the top bin holding 1.0: the same float product ``confidence_bin`` floors."""
+    scaled = _D.c.confidence * bins
+    # floor() is not built into every SQLite; truncation is the floor for confidences >= 0.
+    floor = sa.func.floor(scaled) if engine.dialect.name == "postgresql" else sa.cast(scaled, sa.Integer)
+    return sa.case((floor >= bins, bins - 1), else_=floor)
+
+
+def _counted(engine: Engine, flt: ReportFilter) -> sa.Subquery:
+    """The filter's detections as (day, class_name, bin, n, confidence_sum, confidence_max) rows to aggregate.
+
+    Whole UTC days and whole confidence bins inside the filter come from ``detection_day_counts``;
+    only the rest (a partial first or last day, detections in the bin that ``min_confidence`` cuts)
+    is read from the detections, one row each. The two parts do not overlap, so sums are exact.
+    """
+    since, until = (None if t is None else t.astimezone(timezone.utc) for t in (flt.since, flt.until))
+    first = None if since is None else since.date() + timedelta(days=int(since.time() != datetime.min.time()))
+    end = None if until is None else until.date()
+    lowest = 0 if flt.min_confidence is None else max(0, math.ceil(flt.min_confidence * DAY_COUNT_BINS))
+    bin_expr = _confidence_bin(engine, DAY_COUNT_BINS)
+    detail = sa.select(
+        _utc_day(engine, _D.c.captured_at).label("day"), _D.c.class_name.label("class_name"), bin_expr.label("bin"),
+        sa.literal(1).label("n"), _D.c.confidence.label("confidence_sum"), _D.c.confidence.label("confidence_max"),
+    ).where(*_detection_conditions(flt))  # fmt: skip
+    if first is not None and end is not None and first >= end:
+        return detail.subquery()  # no whole day inside the window
+    outside = []  # where a detection is not in a whole day and bin that the day counts hold
+    counts = sa.select(
+        _C.c.day.label("day"), _C.c.class_name.label("class_name"), _C.c.confidence_bin.label("bin"), _C.c.n.label("n"),
+        _C.c.confidence_sum.label("confidence_sum"), _C.c.confidence_max.label("confidence_max"),
+    ).where(*_dimension_conditions(flt, _C.c.source_key, _C.c.model_version_id))  # fmt: skip
+    if first is not None:
+        counts = counts.where(_C.c.day >= first)
+        outside.append(_D.c.captured_at < datetime.combine(first, datetime.min.time(), timezone.utc))
+    if end is not None:
+        counts = counts.where(_C.c.day < end)
+        outside.append(_D.c.captured_at >= datetime.combine(end, datetime.min.time(), timezone.utc))
+    if lowest:
+        counts = counts.where(_C.c.confidence_bin >= lowest)
+        outside.append(bin_expr < lowest)
+    if flt.class_name is not None:
+        counts = counts.where(_C.c.class_name == flt.class_name)
+    if not outside:
+        return counts.subquery()
+    return sa.union_all(counts, detail.where(sa.or_(*outside))).subquery()
 
 
 def _frame(engine: Engine, statement: sa.Select) -> pd.DataFrame:
@@ -130,15 +186,17 @@ def detections_frame(engine: Engine, flt: ReportFilter, limit: int | None = None
 
 def class_summary(engine: Engine, flt: ReportFilter) -> pd.DataFrame:
     """Per class: detections, mean and highest confidence (most frequent class first)."""
-    count = sa.func.count().label("detections")
-    mean, top = sa.func.avg(_D.c.confidence).label("mean_confidence"), sa.func.max(_D.c.confidence).label("max_confidence")
+    counted = _counted(engine, flt)
+    count = sa.func.sum(counted.c.n).label("detections")
+    mean = (sa.func.sum(counted.c.confidence_sum) / count).label("mean_confidence")
     statement = (
-        sa.select(_D.c.class_name, count, mean, top)
-        .where(*_detection_conditions(flt))
-        .group_by(_D.c.class_name)
-        .order_by(count.desc(), _D.c.class_name)
+        sa.select(counted.c.class_name, count, mean, sa.func.max(counted.c.confidence_max).label("max_confidence"))
+        .group_by(counted.c.class_name)
+        .order_by(count.desc(), counted.c.class_name)
     )
-    return _frame(engine, statement)
+    frame = _frame(engine, statement)
+    frame["detections"] = frame["detections"].astype("int64")
+    return frame
 
 
 def _utc_day(engine: Engine, column: sa.ColumnElement) -> sa.ColumnElement:
@@ -150,9 +208,10 @@ def _utc_day(engine: Engine, column: sa.ColumnElement) -> sa.ColumnElement:
 
 def defects_per_day(engine: Engine, flt: ReportFilter) -> pd.DataFrame:
     """Detections per UTC day (rows, oldest first) and class (columns); days without detections are absent."""
-    day = _utc_day(engine, _D.c.captured_at).label("day")
-    count = sa.func.count().label("n")
-    statement = sa.select(day, _D.c.class_name, count).where(*_detection_conditions(flt)).group_by(day, _D.c.class_name)
+    counted = _counted(engine, flt)
+    statement = sa.select(counted.c.day, counted.c.class_name, sa.func.sum(counted.c.n).label("n")).group_by(
+        counted.c.day, counted.c.class_name
+    )
     long = _frame(engine, statement)
     long["day"] = pd.to_datetime(long["day"].astype(str))
     wide = long.pivot_table(index="day", columns="class_name", values="n", aggfunc="sum", fill_value=0).sort_index()
@@ -192,12 +251,14 @@ def defect_rate_per_line(engine: Engine, flt: ReportFilter) -> pd.DataFrame:
 
 def confidence_histogram(engine: Engine, flt: ReportFilter, bins: int = HISTOGRAM_BINS) -> pd.DataFrame:
     """Detections per confidence bin (rows: bin start, all ``bins`` of them) and class (columns)."""
-    scaled = _D.c.confidence * bins
-    # floor() is not built into every SQLite; truncation is the floor for confidences >= 0.
-    floor = sa.func.floor(scaled) if engine.dialect.name == "postgresql" else sa.cast(scaled, sa.Integer)
-    bucket = sa.case((floor >= bins, bins - 1), else_=floor).label("bucket")
-    count = sa.func.count().label("n")
-    statement = sa.select(bucket, _D.c.class_name, count).where(*_detection_conditions(flt)).group_by(bucket, _D.c.class_name)
+    if bins == DAY_COUNT_BINS:  # the day counts' bins
+        counted = _counted(engine, flt)
+        bucket, class_name, count = counted.c.bin.label("bucket"), counted.c.class_name, sa.func.sum(counted.c.n)
+        statement = sa.select(bucket, class_name, count.label("n")).group_by(bucket, class_name)
+    else:
+        bucket = _confidence_bin(engine, bins).label("bucket")
+        statement = sa.select(bucket, _D.c.class_name, sa.func.count().label("n")).where(*_detection_conditions(flt))
+        statement = statement.group_by(bucket, _D.c.class_name)
     long = _frame(engine, statement)
     wide = long.pivot_table(index="bucket", columns="class_name", values="n", aggfunc="sum", fill_value=0)
     wide = wide.reindex(range(bins), fill_value=0).astype("int64")

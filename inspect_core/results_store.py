@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
@@ -36,6 +36,8 @@ from sqlmodel import JSON, Column, Field, Session, SQLModel, select
 from inspect_core.annotations import Box, Polygon
 
 MIGRATIONS_DIR = Path(__file__).with_name("store_migrations")
+DAY_COUNT_BINS = 20  # confidence bins of the day counts, 0.05 wide
+NO_SOURCE = 0  # the day counts' source key of detections without a camera
 RETRY_ATTEMPTS = 5
 RETRY_BASE_DELAY_S = 0.2
 T = TypeVar("T")
@@ -144,6 +146,31 @@ class DetectionRecord(SQLModel, table=True):
     nx2: float
     ny2: float
     polygon: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class DetectionDayCount(SQLModel, table=True):
+    """Detections per UTC day, camera, model version, class and confidence bin.
+
+    Written in the same transaction as the detections they count (``insert_detections``), so they
+    never drift. Report aggregates over months (per day, per class, confidence histogram) read these
+    instead of millions of detections; ``inspect_core.reports`` takes only a filter's partial edge
+    days and confidence bins from the detections themselves, so its answers stay exact.
+    """
+
+    __tablename__ = "detection_day_counts"
+    day: date = Field(primary_key=True)
+    source_key: int = Field(primary_key=True)  # the source id, NO_SOURCE for detections without one
+    model_version_id: int = Field(primary_key=True)
+    class_name: str = Field(primary_key=True)
+    confidence_bin: int = Field(primary_key=True)  # floor(confidence * DAY_COUNT_BINS), the top bin holding 1.0
+    n: int
+    confidence_sum: float
+    confidence_max: float
+
+
+def confidence_bin(confidence: float) -> int:
+    """The day-count bin of a confidence; SQL computes the same floor of the same float product."""
+    return min(int(confidence * DAY_COUNT_BINS), DAY_COUNT_BINS - 1)
 
 
 class QuarantineEntry(SQLModel, table=True):
@@ -469,9 +496,11 @@ def insert_detections(connection: sa.Connection, rows: list[dict[str, Any]]) -> 
 
     SQLAlchemy's executemany re-processes every parameter of every row in Python, and on PostgreSQL
     sends one INSERT per row; with 10k detections per batch that held the store below its insert
-    targets (benchmarks/store_throughput.py). ``rows`` (from ``detection_row``) are converted in place,
+    targets (benchmarks/store_throughput.py). The day counts are added first, in the same transaction.
+    ``rows`` (from ``detection_row``) are converted in place,
     times as the column type would (an image's detections share one); a missing polygon is SQL NULL.
     """
+    add_day_counts(connection, rows)
     table = DetectionRecord.__table__
     names = [column.name for column in table.c if column.name != "id"]
     stamp = lru_cache(maxsize=None)(table.c.captured_at.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
@@ -492,6 +521,45 @@ def insert_detections(connection: sa.Connection, rows: list[dict[str, Any]]) -> 
         copy.set_types([types[name] for name in names])
         for value in values:
             copy.write_row(value)
+
+
+def add_day_counts(connection: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add detection rows (from ``detection_row``, not yet converted) to ``detection_day_counts``.
+
+    One upsert row per (day, camera, model, class, bin), in key order so concurrent scorers on
+    PostgreSQL lock shared keys in the same order and cannot deadlock.
+    """
+    counts: dict[tuple[date, int, int, str, int], list[float]] = {}
+    for row in rows:
+        confidence = float(row["confidence"])
+        key = (
+            row["captured_at"].astimezone(timezone.utc).date(), row["source_id"] or NO_SOURCE, row["model_version_id"],
+            row["class_name"], confidence_bin(confidence),
+        )  # fmt: skip
+        total = counts.setdefault(key, [0, 0.0, confidence])
+        total[0] += 1
+        total[1] += confidence
+        total[2] = max(total[2], confidence)
+    if not counts:
+        return
+    table = DetectionDayCount.__table__
+    postgres = connection.dialect.name == "postgresql"
+    statement = (postgresql if postgres else sqlite).insert(table)
+    highest = sa.func.greatest if postgres else sa.func.max  # SQLite's two-argument max() is scalar
+    statement = statement.on_conflict_do_update(
+        index_elements=[column.name for column in table.primary_key],
+        set_={
+            "n": table.c.n + statement.excluded.n,
+            "confidence_sum": table.c.confidence_sum + statement.excluded.confidence_sum,
+            "confidence_max": highest(table.c.confidence_max, statement.excluded.confidence_max),
+        },
+    )
+    names = ("day", "source_key", "model_version_id", "class_name", "confidence_bin")
+    connection.execute(
+        statement,
+        [{**dict(zip(names, key)), "n": int(n), "confidence_sum": total, "confidence_max": top}
+         for key, (n, total, top) in sorted(counts.items())],
+    )  # fmt: skip
 
 
 def detection_row(run_id: int, model_version_id: int, image_id: int, image: ScoredImage, detection: StoredDetection) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from inspect_core.config import ScoreSection
 from inspect_core.detection_inference import Detection, detect
 from inspect_core.importers.image_files import read_image
 from inspect_core.lora_adapters import merge_adapter
+from inspect_core.onnx_runtime import MANIFEST as ONNX_MANIFEST
+from inspect_core.onnx_runtime import OnnxFlorence
 from inspect_core.results_store import (
     ScoredImage,
     StoredDetection,
@@ -67,8 +69,6 @@ class TorchDetector:
 
 def load_detector(model_dir: str, backend: str) -> Detector:
     if backend == "onnx":
-        from inspect_core.onnx_runtime import OnnxFlorence
-
         return OnnxFlorence(Path(model_dir))
     return TorchDetector(model_dir)
 
@@ -141,9 +141,12 @@ def settings_hash(settings: ScoreSection) -> str:
 
 
 def register_model_dir(engine: Engine, model_dir: str) -> tuple[int, str]:
-    """The registry id and name of the model in ``model_dir`` (a checkpoint's base and adapter recorded)."""
-    info_file = Path(model_dir) / MODEL_INFO
+    """The registry id and name of the model in ``model_dir`` (a checkpoint's base and adapter recorded;
+    for an ONNX export, the model it was exported from)."""
+    info_file, onnx_file = Path(model_dir) / MODEL_INFO, Path(model_dir) / ONNX_MANIFEST
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    if onnx_file.is_file():
+        info = {"base_model": json.loads(onnx_file.read_text()).get("source", {}).get("model", model_dir)}
     base = info.get("base_model", model_dir)
     adapter = model_dir if info.get("kind") == "adapter" else None
     version = register_model(engine, Path(model_dir), base_model=base, adapter=adapter)
@@ -170,9 +173,10 @@ def score_images(
     ``progress`` is called with the number of images finished after each batch. A failure marks
     the run failed (what was stored stays stored and is skipped next time) and re-raises.
     """
-    model_dir = resolve_trained_source(model)
-    version_id, version_name = register_model_dir(engine, model_dir)
+    # The onnx backend reads an export folder (``inspect-core export onnx``) as it is.
+    model_dir = model if settings.backend == "onnx" else resolve_trained_source(model)
     detector = detector or load_detector(model_dir, settings.backend)
+    version_id, version_name = register_model_dir(engine, model_dir)
     started = time.perf_counter()  # throughput counts scoring, not the one-off model load
     run_id = start_run(engine, version_id, settings_hash(settings), len(paths))
     loader = DataLoader(

@@ -13,6 +13,7 @@ import onnx
 import pytest
 import torch
 from PIL import Image
+from sqlmodel import Session, select
 from transformers import AutoProcessor, Florence2ForConditionalGeneration
 from typer.testing import CliRunner
 
@@ -23,6 +24,8 @@ from inspect_core.lora_adapters import apply_strategy
 from inspect_core.model_factory import EMBEDDED_MODEL_DIR, load_florence
 from inspect_core.onnx_export import export_onnx, source_fingerprint
 from inspect_core.onnx_runtime import OnnxFlorence
+from inspect_core.reports import ReportFilter, detections_frame
+from inspect_core.results_store import ModelVersion, open_store
 from inspect_core.synthetic_fabric import generate_sample
 from inspect_core.trained_model import load_trained, save_checkpoint
 
@@ -31,11 +34,17 @@ MAX_NEW_TOKENS = 40
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Florence2ForConditionalGeneration, OnnxFlorence]:
-    """The shipped tiny model in PyTorch and its fp32 export."""
+def shipped_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped tiny model exported fp32."""
     out = tmp_path_factory.mktemp("onnx") / "tiny"
     export_onnx(EMBEDDED_MODEL_DIR, out)
-    return load_florence(str(EMBEDDED_MODEL_DIR))[0].eval(), OnnxFlorence(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shipped(shipped_export: Path) -> tuple[Florence2ForConditionalGeneration, OnnxFlorence]:
+    """The shipped tiny model in PyTorch and its fp32 export."""
+    return load_florence(str(EMBEDDED_MODEL_DIR))[0].eval(), OnnxFlorence(shipped_export)
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +152,29 @@ def test_int8_graphs_use_integer_matmuls_and_stay_close_to_the_merged_model(lora
 def test_bad_quantization_exits_2(random_tiny_dir: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "onnx", "--model", str(random_tiny_dir), "--out", str(tmp_path / "o"), "--quantize", "int4"])
     assert result.exit_code == 2 and "unknown quantization 'int4'" in result.stderr
+
+
+def test_score_command_with_the_onnx_backend_stores_what_torch_finds(shipped_export: Path, tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(4):
+        Image.fromarray(generate_sample(10_000, index, size=256).image).save(frames / f"f{index}.png")
+    recipe = tmp_path / "score.yaml"
+    recipe.write_text("score:\n  default_threshold: 0.05\n  num_workers: 0\n  max_new_tokens: 96\n")
+    stored = {}
+    for backend, model in (("torch", str(EMBEDDED_MODEL_DIR)), ("onnx", str(shipped_export))):
+        db = f"sqlite:///{tmp_path / f'{backend}.db'}"
+        result = runner.invoke(
+            app, ["score", "--images", str(frames), "--model", model, "--backend", backend, "--db", db, "--config", str(recipe), "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["scored"] == 4
+        frame = detections_frame(open_store(db), ReportFilter())
+        stored[backend] = sorted(zip(frame["image_path"], frame["class_name"], frame[["x1", "y1", "x2", "y2"]].round().values.tolist()))
+    assert stored["onnx"] == stored["torch"] and stored["torch"]  # the shipped model finds defects; the export finds the same
+    with Session(open_store(f"sqlite:///{tmp_path / 'onnx.db'}")) as session:
+        version = session.exec(select(ModelVersion)).one()
+    assert version.base_model == str(EMBEDDED_MODEL_DIR)  # the registry names the model the graphs came from
+    wrong = runner.invoke(app, ["score", "--images", str(frames), "--model", str(EMBEDDED_MODEL_DIR), "--backend", "onnx",
+                                "--db", f"sqlite:///{tmp_path / 'x.db'}"])  # fmt: skip
+    assert wrong.exit_code == 2 and "export a model first" in wrong.output

@@ -107,6 +107,15 @@ class Store:
     frames: Path
 
 
+def model_and_run(engine: Engine, root: Path, name: str, images: int) -> tuple[int, int]:
+    """A registered model version called ``name`` and a scoring run of it."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model": name}))
+    version = register_model(engine, folder, base_model="tiny", name=name).id
+    return version, start_run(engine, version, "cfg", images_total=images)
+
+
 @pytest.fixture
 def store(store_url: str, tmp_path: Path) -> Store:
     engine = open_store(store_url)
@@ -115,11 +124,7 @@ def store(store_url: str, tmp_path: Path) -> Store:
     for name in ("a", "b", "c", "d", "e"):
         write_image(frames / f"{name}.png", width=200, height=100, seed=ord(name))
     for model in ("fabric-v1", "fabric-v2"):
-        folder = tmp_path / model
-        folder.mkdir()
-        (folder / "config.json").write_text(json.dumps({"model": model}))
-        version = register_model(engine, folder, base_model="tiny", name=model).id
-        run = start_run(engine, version, "cfg", images_total=4)
+        version, run = model_and_run(engine, tmp_path, model, images=4)
         batch = []
         for (image, scored_by), found in SCORES.items():
             camera, captured_at = IMAGES[image]
@@ -334,3 +339,57 @@ def test_report_cli_table_json_files_and_errors(store: Store, tmp_path: Path) ->
         assert failed.exit_code == 2 and message in " ".join(failed.stderr.split()), (bad, failed.stderr)
     missing = runner.invoke(app, ["report", "--db", f"sqlite:///{tmp_path / 'nope.db'}"])
     assert missing.exit_code == 2 and "no results store at" in missing.stderr and not (tmp_path / "nope.db").exists()
+
+
+def test_aggregates_from_day_counts_equal_the_detections_for_any_window(store_url: str, tmp_path: Path) -> None:
+    """Whole days come from the day counts, edges from the detections: the totals must match exactly."""
+    engine = open_store(store_url)
+    rng = np.random.default_rng(7)
+    sources = [ensure_source(engine, "cam-1", "line-A"), ensure_source(engine, "cam-2", "line-B"), None]
+    edges = [0.0, 0.05, 0.5, 0.85, 0.95, 1.0]  # bin edges and the top of the scale
+    for model in ("v1", "v2"):
+        version, run = model_and_run(engine, tmp_path, model, images=120)
+        batch = []
+        for index in range(120):
+            captured_at = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=int(rng.integers(0, 5 * 24 * 60)))
+            confidences = [float(rng.choice(edges) if rng.random() < 0.3 else rng.random()) for _ in range(int(rng.integers(0, 5)))]
+            found = [StoredDetection(str(rng.choice(["hole", "stain", "knot"])), c, (1.0, 2.0, 30.0, 40.0)) for c in confidences]
+            sha = hashlib.sha256(f"{model}-{index}".encode()).hexdigest()
+            batch.append(ScoredImage(sha, f"/frames/{index}.png", 200, 100, captured_at, sources[index % 3], found))
+        write_scored_batch(engine, run, version, batch[:50])
+        write_scored_batch(engine, run, version, batch[50:])  # counts of a day add up across batches
+    everything = detections_frame(engine, ReportFilter())
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT sum(n) FROM detection_day_counts")).scalar() == len(everything) > 400
+    windows = [
+        ReportFilter(),
+        ReportFilter(since=datetime(2026, 11, 2, 13, 17, tzinfo=UTC)),
+        ReportFilter(until=datetime(2026, 11, 4, 6, 1, tzinfo=UTC)),
+        ReportFilter(since=datetime(2026, 11, 2, tzinfo=UTC), until=datetime(2026, 11, 4, tzinfo=UTC)),
+        ReportFilter(since=datetime(2026, 11, 2, 5, tzinfo=UTC), until=datetime(2026, 11, 2, 20, tzinfo=UTC)),  # inside one day
+        ReportFilter(since=datetime(2026, 11, 3, 1, 0, tzinfo=timezone(timedelta(hours=5)))),  # not UTC
+        ReportFilter(min_confidence=0.5),
+        ReportFilter(min_confidence=0.52),
+        ReportFilter(min_confidence=0.0),
+        ReportFilter(min_confidence=1.0),
+        ReportFilter(since=datetime(2026, 11, 1, 22, 30, tzinfo=UTC), min_confidence=0.33, line="line-B", model="v2"),
+        ReportFilter(until=datetime(2026, 11, 5, 12, tzinfo=UTC), class_name="knot", camera="cam-1", min_confidence=0.85),
+    ]
+    for flt in windows:
+        rows = detections_frame(engine, flt)
+        summary = class_summary(engine, flt).set_index("class_name")
+        want = rows.groupby("class_name")["confidence"].agg(["count", "mean", "max"])
+        assert summary["detections"].to_dict() == want["count"].to_dict(), flt
+        assert np.allclose(summary.loc[want.index, "mean_confidence"], want["mean"]), flt
+        assert np.allclose(summary.loc[want.index, "max_confidence"], want["max"]), flt
+        per_day = defects_per_day(engine, flt)
+        got = {(day, cls): int(n) for day, counts in per_day.iterrows() for cls, n in counts.items() if n}
+        days = rows["captured_at"].dt.tz_convert(UTC).dt.tz_localize(None).dt.normalize()
+        assert got == Counter(zip(days, rows["class_name"])), flt
+        histogram = confidence_histogram(engine, flt)
+        bins = np.minimum((rows["confidence"].to_numpy() * 20).astype(int), 19)
+        for cls in histogram.columns:
+            want_bins = np.bincount(bins[(rows["class_name"] == cls).to_numpy()], minlength=20)
+            assert histogram[cls].to_numpy().tolist() == want_bins.tolist(), (flt, cls)
+        assert int(histogram.to_numpy().sum()) == len(rows), flt
+        assert confidence_histogram(engine, flt, bins=7).to_numpy().sum() == len(rows), flt  # other bins: detections only

@@ -6,11 +6,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from inspect_core.results_store import (
+    MIGRATIONS_DIR,
+    DetectionDayCount,
     DetectionRecord,
     ImageRecord,
     ImageScore,
@@ -102,6 +106,40 @@ def test_a_failing_batch_leaves_nothing_half_written(store_url: str, tmp_path: P
     with Session(engine) as session:
         assert session.exec(select(sa.func.count()).select_from(ImageRecord)).one() == 0
         assert session.exec(select(sa.func.count()).select_from(DetectionRecord)).one() == 0
+        assert session.exec(select(sa.func.count()).select_from(DetectionDayCount)).one() == 0
+
+
+def day_counts(engine: sa.Engine) -> dict[tuple, tuple[int, float, float]]:
+    with Session(engine) as session:
+        rows = session.exec(select(DetectionDayCount)).all()
+        keys = [(r.day, r.source_key, r.model_version_id, r.class_name, r.confidence_bin) for r in rows]
+        return dict(zip(keys, [(r.n, round(r.confidence_sum, 9), r.confidence_max) for r in rows]))
+
+
+def test_day_counts_follow_batches_and_the_migration_backfills_them(store_url: str, tmp_path: Path) -> None:
+    engine = open_store(store_url)
+    source = ensure_source(engine, "cam-1", "line-A")
+    model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
+    run = start_run(engine, model.id, "cfg", images_total=4)
+    late = ScoredImage("e" * 64, "/frames/late.png", 200, 100, datetime(2026, 11, 2, 23, 59, 59, tzinfo=timezone.utc), None,
+                       [StoredDetection("knot", 1.0, (1, 1, 2, 2)), StoredDetection("knot", 0.05, (1, 1, 2, 2))])  # fmt: skip
+    write_scored_batch(engine, run, model.id, [scored(1, source), scored(2, source, detections=3)])
+    write_scored_batch(engine, run, model.id, [scored(3, source), late])
+    counts = day_counts(engine)
+    nov1, nov2 = datetime(2026, 11, 1).date(), datetime(2026, 11, 2).date()
+    assert counts[(nov1, source, model.id, "hole", 10)] == (3, 1.5, 0.5)  # 0.5 from three images in two batches: one row
+    assert counts[(nov1, source, model.id, "hole", 12)] == (3, 1.8, 0.6)
+    assert counts[(nov1, source, model.id, "hole", 14)] == (1, 0.7, 0.7)
+    assert counts[(nov2, 0, model.id, "knot", 19)] == (1, 1.0, 1.0)  # 1.0 is in the top bin; no camera is key 0
+    assert sum(n for n, _, _ in counts.values()) == 2 + 3 + 2 + 2
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    open_store(store_url)  # upgrading a store that has detections counts them in
+    assert day_counts(engine) == counts
 
 
 def test_registry_sources_quarantine_and_champion(store_url: str, tmp_path: Path) -> None:

@@ -58,9 +58,9 @@ def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypat
 def test_score_settings_lay_overrides_over_the_recipe() -> None:
     recipe = REPO / "configs" / "demo.yaml"
     plain = score_settings(str(recipe))
-    assert (plain.default_threshold, plain.num_workers) == (0.3, 1)
-    tuned = score_settings(str(recipe), threshold=0.05, max_new_tokens=32, on_dask=True)
-    assert (tuned.default_threshold, tuned.max_new_tokens, tuned.num_workers, tuned.batch_size) == (0.05, 32, 0, plain.batch_size)
+    assert (plain.default_threshold, plain.num_workers) == (0.05, 1)  # the demo recipe's threshold, the default workers
+    tuned = score_settings(str(recipe), threshold=0.5, max_new_tokens=32, on_dask=True)
+    assert (tuned.default_threshold, tuned.max_new_tokens, tuned.num_workers, tuned.batch_size) == (0.5, 32, 0, plain.batch_size)
 
 
 def test_shards_run_here_unless_dask_is_asked_for() -> None:
