@@ -408,6 +408,7 @@ def pretrain_tiny_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1.5e-3,
     eval_every: Annotated[int, typer.Option(min=1, help="Steps between held-out mAP evaluations.")] = 500,
+    eval_images: Annotated[int, typer.Option(min=1, help="Held-out images (another seed) each evaluation scores.")] = 64,
     minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the training image stream (held-out images use seed + 10000).")] = 0,
     init_from: Annotated[
@@ -425,16 +426,19 @@ def pretrain_tiny_command(
     from inspect_core.pretrain_tiny import PretrainSettings, pretrain_tiny, write_model_card
 
     settings = PretrainSettings(
-        steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, seed=seed, time_limit_s=minutes * 60 if minutes else None,
-        init_from=init_from, od_only_fraction=od_only_fraction, loc_sigma=loc_sigma,
+        steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every, eval_images=eval_images, seed=seed,
+        time_limit_s=minutes * 60 if minutes else None, init_from=init_from, od_only_fraction=od_only_fraction, loc_sigma=loc_sigma,
     )  # fmt: skip
 
-    def report(entry: dict) -> None:
-        per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
-        losses = f"loss {entry['loss']:.3f} aux {entry['aux_loss']:.3f}"
-        errors.print(f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]")
+    with _progress() as progress:
+        task = progress.add_task("pretraining", total=steps)
 
-    result = pretrain_tiny(out, settings, log=report)
+        def report(entry: dict) -> None:
+            per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
+            losses = f"loss {entry['loss']:.3f} aux {entry['aux_loss']:.3f}"
+            progress.console.print(f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]")
+
+        result = pretrain_tiny(out, settings, log=report, progress=lambda done: progress.update(task, completed=done))
     write_model_card(out)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -111,8 +111,13 @@ def _od_inputs(processor: Florence2Processor, samples: list[tuple[np.ndarray, An
     return encode_batch(processor, [p for p, _a in samples], [r.prefix for r in records], [r.suffix for r in records])
 
 
-def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], None] | None = None) -> dict:
-    """Train from scratch; keeps the best model by held-out mAP@50 in ``out``; returns the metrics log."""
+def pretrain_tiny(
+    out: Path, settings: PretrainSettings, log: Callable[[dict], None] | None = None, progress: Callable[[int], None] | None = None
+) -> dict:
+    """Train from scratch; keeps the best model by held-out mAP@50 in ``out``; returns the metrics log.
+
+    ``log`` gets each evaluation entry, ``progress`` the number of steps done after every step.
+    """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     lineage: dict = {}
@@ -164,6 +169,8 @@ def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], N
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if progress:
+            progress(step + 1)
         out_of_time = settings.time_limit_s is not None and time.monotonic() - started > settings.time_limit_s
         last = step == settings.steps - 1 or out_of_time
         if (step + 1) % settings.eval_every == 0 or last:
@@ -189,7 +196,7 @@ def pretrain_tiny(out: Path, settings: PretrainSettings, log: Callable[[dict], N
 
 def _command(settings: dict) -> str:
     options = [f"--steps {settings['steps']}", f"--batch-size {settings['batch_size']}", f"--lr {settings['lr']}",
-               f"--eval-every {settings['eval_every']}", f"--seed {settings['seed']}"]  # fmt: skip
+               f"--eval-every {settings['eval_every']}", f"--eval-images {settings['eval_images']}", f"--seed {settings['seed']}"]  # fmt: skip
     if settings.get("time_limit_s"):
         options.append(f"--minutes {settings['time_limit_s'] / 60:g}")
     if settings.get("init_from"):
