@@ -196,7 +196,8 @@ def pretrain_tiny(
 
 def _command(settings: dict) -> str:
     options = [f"--steps {settings['steps']}", f"--batch-size {settings['batch_size']}", f"--lr {settings['lr']}",
-               f"--eval-every {settings['eval_every']}", f"--eval-images {settings['eval_images']}", f"--seed {settings['seed']}"]  # fmt: skip
+               f"--eval-every {settings['eval_every']}", f"--eval-images {settings['eval_images']}",
+               f"--seed {settings['seed']}"]  # fmt: skip
     if settings.get("time_limit_s"):
         options.append(f"--minutes {settings['time_limit_s'] / 60:g}")
     if settings.get("init_from"):
