@@ -210,13 +210,13 @@ def _command(settings: dict) -> str:
 
 
 def _commands(metrics: dict) -> str:
-    """The command lines that made the model, earliest first (a run may continue an earlier one)."""
+    """The command lines that made the model, earliest first (a run may continue an earlier one, itself continued)."""
     earlier = metrics.get("continued_from")
     if not earlier:
         return _command(metrics["settings"])
     best = earlier["best"]
     return (
-        f"{_command(earlier['settings'])}\n\n(best held-out mAP@50 {best['map50']:.3f} at step {best['step']}), then continued with\n\n"
+        f"{_commands(earlier)}\n\n(best held-out mAP@50 {best['map50']:.3f} at step {best['step']}), then continued with\n\n"
         f"{_command(metrics['settings'])}"
     )
 

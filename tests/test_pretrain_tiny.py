@@ -45,9 +45,12 @@ def test_a_continued_run_starts_from_the_saved_weights_and_keeps_its_lineage(tmp
     assert max((before[k] - after[k]).abs().max().item() for k in before) < 1e-4  # lr ~0: still the first run's weights
     metrics = json.loads((second / "pretrain_metrics.json").read_text())
     assert metrics["continued_from"]["settings"]["seed"] == 1
-    write_model_card(second)
-    card = (second / "README.md").read_text()
-    assert card.index("--seed 1") < card.index("then continued with") < card.index(f"--init-from {first}")
+    third = tmp_path / "third"
+    pretrain_tiny(third, PretrainSettings(steps=1, batch_size=2, eval_every=1, eval_images=2, seed=3, init_from=str(second)))
+    write_model_card(third)
+    card = (third / "README.md").read_text()  # every run of the chain, earliest first
+    assert card.index("--seed 1") < card.index(f"--init-from {first}") < card.index(f"--init-from {second}")
+    assert card.count("then continued with") == 2
 
 
 def test_soft_location_targets_charge_a_near_miss_less_than_a_far_one() -> None:
