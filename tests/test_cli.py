@@ -66,3 +66,31 @@ def test_bad_config_key_exits_2(tmp_path: Path) -> None:
     config.write_text("dataset:\n  sauce: x\n")
     result = runner.invoke(app, ["dataset", "build", "--config", str(config)])
     assert result.exit_code == 2 and "line 2: dataset.sauce: unknown key" in result.stderr
+
+
+def test_demo_fine_tunes_the_shipped_model_and_scores_the_held_out_split(tmp_path: Path) -> None:
+    """The demo recipe, one epoch, everything written under tmp_path."""
+    import yaml
+    from sqlmodel import Session, func, select
+
+    from inspect_core.results_store import DetectionRecord, open_store
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = yaml.safe_load((repo / "configs" / "demo.yaml").read_text())
+    recipe["dataset"]["source"] = str(repo / recipe["dataset"]["source"])
+    recipe["dataset"]["output"] = str(tmp_path / "dataset")
+    recipe["train"] |= {"output_dir": str(tmp_path / "train"), "epochs": 1}
+    recipe["store"]["url"] = f"sqlite:///{tmp_path / 'results.db'}"
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(recipe))
+    result = runner.invoke(app, ["demo", "--config", str(tmp_path / "demo.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    test_images = len(list((tmp_path / "dataset" / "test").glob("*.jpg")))
+    assert test_images >= 6 and summary["test"]["images"] == summary["base_test"]["images"] == test_images
+    for report in (summary["base_test"], summary["test"]):
+        assert 0 <= report["detection"]["map50"] <= 1 and set(report["detection"]["per_class"]) >= {"hole", "stain"}
+    assert summary["training"]["epochs_run"] == 1 and (tmp_path / "train" / "merged" / "model.safetensors").is_file()
+    assert summary["scoring"]["scored"] == test_images
+    with Session(open_store(recipe["store"]["url"])) as session:
+        stored = session.exec(select(func.count()).select_from(DetectionRecord)).one()
+    assert stored == summary["scoring"]["detections"] > 0  # the fine-tuned shipped model finds defects on held-out images
