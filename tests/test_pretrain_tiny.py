@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from typer.testing import CliRunner
 
 from inspect_core.cli import app
 from inspect_core.model_factory import load_florence
-from inspect_core.pretrain_tiny import PretrainSettings, pretrain_tiny, sequence_loss, write_model_card
+from inspect_core.pretrain_tiny import PretrainSettings, pretrain_tiny, sequence_loss, synthetic_images, training_sizes, write_model_card
+from inspect_core.tiny_florence import TINY_IMAGE_SIZE
 from inspect_core.training_batches import IGNORE_INDEX
 
 runner = CliRunner()
@@ -67,3 +69,13 @@ def test_soft_location_targets_charge_a_near_miss_less_than_a_far_one() -> None:
     near, far, exact = (loss_when_predicting(t, sigma=1.0) for t in (16, 19, 15))
     assert exact < near < far
     assert loss_when_predicting(16, sigma=0.0) == loss_when_predicting(19, sigma=0.0)  # hard targets: every miss costs the same
+
+
+def test_multi_scale_batches_render_larger_frames_with_labels_in_their_pixels() -> None:
+    rng = np.random.default_rng(0)
+    assert training_sizes(rng, 8, 0.0) == [TINY_IMAGE_SIZE] * 8
+    larger = training_sizes(rng, 64, 1.0)
+    assert all(288 <= size <= 512 and size % 32 == 0 for size in larger) and len(set(larger)) > 3
+    (pixels, annotated), = synthetic_images(5, 3, 1, sizes=[448])
+    assert pixels.shape[:2] == (448, 448) and (annotated.width, annotated.height) == (448, 448)
+    assert all(0 <= v <= 448 for obj in annotated.objects for v in obj.box)
