@@ -445,7 +445,8 @@ def pretrain_tiny_command(
         def report(entry: dict) -> None:
             per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
             losses = f"loss {entry['loss']:.3f} aux {entry['aux_loss']:.3f}"
-            progress.console.print(f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]")
+            line = f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]"
+            progress.console.print(line, markup=False)  # the per-class list is in brackets, not rich markup
 
         result = pretrain_tiny(out, settings, log=report, progress=lambda done: progress.update(task, completed=done))
     write_model_card(out)
