@@ -256,8 +256,9 @@ fine-tunes it with LoRA exactly as a plant fine-tunes the real model.
 
 {_commands(metrics)}
 
-Every step draws {settings["batch_size"]} freshly generated 256 px images (no image repeats); tasks are mixed
-{TASK_MIX}, after an `<OD>`-only first part where `--od-only-fraction` is given. The loss is the sequence
+Every step draws {settings["batch_size"]} freshly generated 256 px images (no image repeats; with
+`--multi-scale-fraction`, that share is rendered at 288-512 px and resized by the processor, as camera
+frames are); tasks are mixed {TASK_MIX}, after an `<OD>`-only first part where `--od-only-fraction` is given. The loss is the sequence
 cross-entropy plus an auxiliary per-cell detection loss on the encoder's image tokens (training aid only,
 not saved: see `inspect_core/cell_detection_head.py`); AdamW, warmup then constant then linear anneal.
 Broken-yarn boxes carry the generator's minimum thickness (3% of the side).
