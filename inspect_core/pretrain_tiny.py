@@ -72,6 +72,8 @@ def training_sizes(rng: np.random.Generator, count: int, multi_scale_fraction: f
     Trained on 256 px renderings only, the model lost most of its skill on the same cloth rendered at
     384 px and resized (held-out OD loss 2.4 -> 6.5): finer weave and averaged noise were new to it.
     """
+    if multi_scale_fraction <= 0:  # draw nothing, so runs without it keep the random stream they always had
+        return [TINY_IMAGE_SIZE] * count
     return [int(rng.integers(9, 17)) * 32 if rng.random() < multi_scale_fraction else TINY_IMAGE_SIZE for _ in range(count)]
 
 

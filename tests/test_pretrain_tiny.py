@@ -74,7 +74,9 @@ def test_soft_location_targets_charge_a_near_miss_less_than_a_far_one() -> None:
 
 def test_multi_scale_batches_render_larger_frames_with_labels_in_their_pixels() -> None:
     rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
     assert training_sizes(rng, 8, 0.0) == [TINY_IMAGE_SIZE] * 8
+    assert rng.bit_generator.state == state  # without multi-scale the task-mix stream is as before
     larger = training_sizes(rng, 64, 1.0)
     assert all(288 <= size <= 512 and size % 32 == 0 for size in larger) and len(set(larger)) > 3
     (pixels, annotated), = synthetic_images(5, 3, 1, sizes=[448])
