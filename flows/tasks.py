@@ -44,8 +44,8 @@ MODELS_PER_PROCESS = 2  # a worker keeps the models it used last: a nightly prom
 _engines_lock = threading.Lock()
 _models_lock = threading.Lock()
 _engines: dict[str, Engine] = {}
-_detectors: OrderedDict[tuple[str, str], Detector] = OrderedDict()
-model_loads: Counter[tuple[str, str]] = Counter()  # (model dir, backend) -> loads in this process
+_detectors: OrderedDict[tuple[str, str, str], Detector] = OrderedDict()
+model_loads: Counter[tuple[str, str, str]] = Counter()  # (model dir, backend, precision) -> loads in this process
 
 
 def store(url: str) -> Engine:
@@ -56,12 +56,12 @@ def store(url: str) -> Engine:
         return _engines[url]
 
 
-def cached_detector(model_dir: str, backend: str) -> Detector:
+def cached_detector(model_dir: str, backend: str, precision: str = "fp32") -> Detector:
     """This process's detector for ``model_dir``: loaded on a worker's first shard, reused by the rest."""
-    key = (model_dir, backend)
+    key = (model_dir, backend, precision)
     with _models_lock:
         if key not in _detectors:
-            _detectors[key] = load_detector(model_dir, backend)
+            _detectors[key] = load_detector(model_dir, backend, precision)
             model_loads[key] += 1
             while len(_detectors) > MODELS_PER_PROCESS:
                 _detectors.popitem(last=False)
@@ -69,13 +69,13 @@ def cached_detector(model_dir: str, backend: str) -> Detector:
         return _detectors[key]
 
 
-def model_load_count(model_dir: str, backend: str) -> int:
+def model_load_count(model_dir: str, backend: str, precision: str = "fp32") -> int:
     """Loads of this model in this process so far (1 on a worker that reused it for every shard).
 
     Prefect ships a task's function to Dask workers by value, with a copy of this module's globals:
     task bodies must reach the per-process caches through module functions like this one.
     """
-    return model_loads[(model_dir, backend)]
+    return model_loads[(model_dir, backend, precision)]
 
 
 def shard(paths: list[str], size: int) -> list[list[str]]:
@@ -216,11 +216,11 @@ def list_unscored(store_url: str, model_version_id: int, limit: int | None) -> l
 def score_shard(paths: list[str], model_dir: str, store_url: str, settings: ScoreSection) -> ShardResult:
     """Score one shard with this worker's cached model; a retry skips what the failed attempt already stored."""
     logger = get_run_logger()
-    detector = cached_detector(model_dir, settings.backend)
+    detector = cached_detector(model_dir, settings.backend, settings.precision)
     summary = score_images([Path(p) for p in paths], model_dir, store(store_url), settings, detector=detector)
     logger.info("scored %d, skipped %d, quarantined %d: %d defect(s) in %.1f s (pid %d)", summary.scored, summary.skipped,
                 summary.quarantined, summary.detections, summary.seconds, os.getpid())  # fmt: skip
-    return ShardResult(summary, os.getpid(), model_load_count(model_dir, settings.backend))
+    return ShardResult(summary, os.getpid(), model_load_count(model_dir, settings.backend, settings.precision))
 
 
 # ---------------------------------------------------------------------------------------------

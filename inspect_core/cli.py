@@ -361,6 +361,7 @@ def score(
     config: Annotated[Path | None, typer.Option(help="Recipe YAML; its score: and store: sections apply.")] = None,
     backend: Annotated[str | None, typer.Option(help="torch or onnx (an `export onnx` folder as --model).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Images (or tiles) per generate call.")] = None,
+    precision: Annotated[str | None, typer.Option(help="torch backend: auto (bf16 where the chip has bf16 units), bf16 or fp32.")] = None,
     tile: Annotated[bool | None, typer.Option("--tile/--no-tile", help="Score large or line-scan images as overlapping tiles.")] = None,
     camera: Annotated[str | None, typer.Option(help="Camera id recorded with every image (with --line).")] = None,
     line: Annotated[str | None, typer.Option(help="Production line of that camera.")] = None,
@@ -379,7 +380,8 @@ def score(
 
     try:
         recipe = _config(config)
-        overrides = {k: v for k, v in {"backend": backend, "batch_size": batch_size, "tile": tile}.items() if v is not None}
+        given = {"backend": backend, "batch_size": batch_size, "precision": precision, "tile": tile}
+        overrides = {k: v for k, v in given.items() if v is not None}
         settings = recipe.score.model_validate({**recipe.score.model_dump(), **overrides})
         paths = _collect_images(images)
         if (camera is None) != (line is None):

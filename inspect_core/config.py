@@ -121,6 +121,9 @@ class ScoreSection(Section):
     batch_size: int = Field(8, ge=1, description="images (or tiles) per generate call")
     num_workers: int = Field(1, ge=0, description="processes decoding and resizing images while the model runs")
     backend: Literal["torch", "onnx"] = "torch"
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="torch backend: auto = bf16 where the chip has bf16 units (CUDA, AMX or AVX512-BF16 CPUs), else fp32"
+    )
     max_new_tokens: int = Field(256, ge=1)
     num_beams: int = Field(1, ge=1, description="1 = greedy with KV cache (fastest); more = beam search")
     default_threshold: float = Field(0.3, ge=0, le=1, description="minimum confidence kept for classes not listed below")

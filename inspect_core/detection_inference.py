@@ -87,7 +87,8 @@ def detect(
         **inputs, max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False,
         output_scores=True, return_dict_in_generate=True,
     )  # fmt: skip
-    transition = model.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True)
+    scores = tuple(step.float() for step in out.scores)  # bf16 log-probabilities are too coarse to rank detections
+    transition = model.compute_transition_scores(out.sequences, scores, getattr(out, "beam_indices", None), normalize_logits=True)
     generated = out.sequences[:, -transition.shape[1] :]
     loc_ids = loc_token_ids(processor)
     return [

@@ -55,22 +55,37 @@ class Detector(Protocol):
     def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]: ...
 
 
-class TorchDetector:
-    """The PyTorch backend: a merged model (adapters folded into the weights once, at load)."""
+def bf16_is_fast(device: torch.device) -> bool:
+    """True where bf16 matrix units exist: measured here (AMX CPU), bf16 ran the base vision tower 2-3x faster."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
-    def __init__(self, model_dir: str) -> None:
+
+def scoring_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "bf16" or (precision == "auto" and bf16_is_fast(device)):
+        return torch.bfloat16
+    return torch.float32
+
+
+class TorchDetector:
+    """The PyTorch backend: a merged model (adapters folded into the weights once, at load), on the GPU if there is one."""
+
+    def __init__(self, model_dir: str, precision: str = "fp32") -> None:
         model, self.processor = load_trained(model_dir)
-        self.model = merge_adapter(model).eval() if hasattr(model, "merge_and_unload") else model.eval()
+        model = merge_adapter(model) if hasattr(model, "merge_and_unload") else model
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(device=device, dtype=scoring_dtype(precision, device)).eval()
         self.input_size = int(self.processor.image_processor.size["height"])
 
     def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]:
         return detect(self.model, self.processor, crops, "<OD>", max_new_tokens=max_new_tokens, num_beams=num_beams)
 
 
-def load_detector(model_dir: str, backend: str) -> Detector:
+def load_detector(model_dir: str, backend: str, precision: str = "fp32") -> Detector:
     if backend == "onnx":
         return OnnxFlorence(Path(model_dir))
-    return TorchDetector(model_dir)
+    return TorchDetector(model_dir, precision)
 
 
 @dataclass(slots=True)
@@ -175,7 +190,7 @@ def score_images(
     """
     # The onnx backend reads an export folder (``inspect-core export onnx``) as it is.
     model_dir = model if settings.backend == "onnx" else resolve_trained_source(model)
-    detector = detector or load_detector(model_dir, settings.backend)
+    detector = detector or load_detector(model_dir, settings.backend, settings.precision)
     version_id, version_name = register_model_dir(engine, model_dir)
     started = time.perf_counter()  # throughput counts scoring, not the one-off model load
     run_id = start_run(engine, version_id, settings_hash(settings), len(paths))

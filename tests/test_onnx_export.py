@@ -160,7 +160,8 @@ def test_score_command_with_the_onnx_backend_stores_what_torch_finds(shipped_exp
     for index in range(4):
         Image.fromarray(generate_sample(10_000, index, size=256).image).save(frames / f"f{index}.png")
     recipe = tmp_path / "score.yaml"
-    recipe.write_text("score:\n  default_threshold: 0.05\n  num_workers: 0\n  max_new_tokens: 96\n")
+    # The export is fp32: compare it with fp32 torch.
+    recipe.write_text("score:\n  default_threshold: 0.05\n  num_workers: 0\n  max_new_tokens: 96\n  precision: fp32\n")
     stored = {}
     for backend, model in (("torch", str(EMBEDDED_MODEL_DIR)), ("onnx", str(shipped_export))):
         db = f"sqlite:///{tmp_path / f'{backend}.db'}"

@@ -79,6 +79,6 @@ def test_multi_scale_batches_render_larger_frames_with_labels_in_their_pixels() 
     assert rng.bit_generator.state == state  # without multi-scale the task-mix stream is as before
     larger = training_sizes(rng, 64, 1.0)
     assert all(288 <= size <= 512 and size % 32 == 0 for size in larger) and len(set(larger)) > 3
-    (pixels, annotated), = synthetic_images(5, 3, 1, sizes=[448])
+    ((pixels, annotated),) = synthetic_images(5, 3, 1, sizes=[448])
     assert pixels.shape[:2] == (448, 448) and (annotated.width, annotated.height) == (448, 448)
     assert all(0 <= v <= 448 for obj in annotated.objects for v in obj.box)

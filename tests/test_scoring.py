@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import torch
 from PIL import Image
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -20,8 +21,11 @@ from typer.testing import CliRunner
 from inspect_core.cli import app
 from inspect_core.config import ScoreSection
 from inspect_core.detection_inference import Detection
+from inspect_core.detection_metrics import detection_map
+from inspect_core.pretrain_tiny import synthetic_images
 from inspect_core.results_store import DetectionRecord, ImageScore, QuarantineEntry, ScoringRun, open_store
-from inspect_core.scoring import score_images
+from inspect_core.scoring import TorchDetector, score_images, scoring_dtype
+from inspect_core.synthetic_fabric import DEFECT_CLASSES
 from tests.conftest import write_image
 
 
@@ -176,3 +180,28 @@ def test_score_command_prints_a_summary(tmp_path: Path, random_tiny_dir: Path) -
     assert lonely.exit_code == 2 and "--camera and --line go together" in lonely.output
     missing = CliRunner().invoke(app, ["score", "--images", str(tmp_path / "nowhere" / "*.png"), "--db", db])
     assert missing.exit_code == 2 and "matches no file" in missing.output
+    odd = CliRunner().invoke(app, [*args, "--db", db, "--precision", "fp64"])
+    assert odd.exit_code == 2 and "precision" in odd.output
+
+
+def test_auto_precision_picks_bf16_only_where_the_cpu_has_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    assert scoring_dtype("fp32", cpu) == torch.float32 and scoring_dtype("bf16", cpu) == torch.bfloat16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert scoring_dtype("auto", cpu) == torch.float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert scoring_dtype("auto", cpu) == torch.bfloat16
+
+
+def test_bf16_scoring_finds_what_fp32_finds_on_the_shipped_model() -> None:
+    samples = synthetic_images(20_011, 0, 8)
+    crops = [pixels for pixels, _annotated in samples]
+    found = {p: TorchDetector("tiny", p)(crops, max_new_tokens=96, num_beams=1) for p in ("fp32", "bf16")}
+    assert TorchDetector("tiny", "bf16").model.dtype == torch.bfloat16
+    truth = [a.objects for _p, a in samples]
+    scores = {p: detection_map(truth, found[p], DEFECT_CLASSES).map50 for p in found}
+    assert scores["fp32"] > 0.3, scores
+    assert abs(scores["bf16"] - scores["fp32"]) < 0.1, scores
+    for detections in found["bf16"]:
+        assert all(0.0 < d.score <= 1.0 for d in detections)

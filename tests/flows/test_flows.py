@@ -44,7 +44,7 @@ def test_shards_keep_order_and_cover_every_path() -> None:
 
 def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []
-    monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend: loaded.append(model_dir) or object())
+    monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend, precision: loaded.append(model_dir) or object())
     monkeypatch.setattr(tasks, "_detectors", type(tasks._detectors)())
     first = cached_detector("a", "torch")
     assert cached_detector("a", "torch") is first
