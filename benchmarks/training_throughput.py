@@ -5,7 +5,8 @@ Architectures: ``tiny`` (the embedded model's), ``base`` (Florence-2-base, 231M)
 own process so peak RSS is its own. Modes:
 
 - ``ours``: batch N, optional gradient checkpointing (text layers and DaViT blocks), inputs encoded
-  outside the timed model step as a DataLoader collate would;
+  outside the timed model step as a DataLoader collate would; fp32, or bf16 autocast as the trainer's
+  ``precision: auto`` runs it on a CPU with bf16 units (this one has AMX);
 - ``seed``: a faithful re-implementation of the seed project's loop: fp32, batch 1, the processor
   called inside the loop for every sample, optimizer step every sample, no accumulation.
 
@@ -13,6 +14,8 @@ Also projects the GPU memory of Florence-2-large + LoRA, batch 8, bf16 + checkpo
 activation memory measured here. Writes ``benchmarks/results/training_throughput.json``.
 
     python benchmarks/training_throughput.py [--archs tiny,base,large] [--steps 3]
+
+Architectures left out of ``--archs`` keep their results from the previous JSON.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def architecture(name: str, tokenizer) -> Florence2Config:
     return Florence2Config(vision_config=vision, text_config=text, image_token_id=tokenizer.image_token_id)
 
 
-def run_one(arch: str, mode: str, batch: int, checkpointing: bool, steps: int) -> dict:
+def run_one(arch: str, mode: str, batch: int, checkpointing: bool, steps: int, precision: str = "fp32") -> dict:
     torch.manual_seed(0)
     tokenizer = build_tokenizer(vocabulary_corpus(0, 50))
     processor = build_processor(tokenizer, IMAGE_SIZE)
@@ -91,7 +94,9 @@ def run_one(arch: str, mode: str, batch: int, checkpointing: bool, steps: int) -
                 optimizer.step()
                 optimizer.zero_grad()
         else:
-            model(**encoded).loss.backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = model(**encoded).loss
+            loss.backward()
             optimizer.step()
             optimizer.zero_grad()
 
@@ -105,7 +110,8 @@ def run_one(arch: str, mode: str, batch: int, checkpointing: bool, steps: int) -
     elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "arch": arch, "mode": mode, "batch": batch, "gradient_checkpointing": checkpointing, "params_m": round(parameters / 1e6, 1),
+        "arch": arch, "mode": mode, "batch": batch, "gradient_checkpointing": checkpointing, "precision": precision,
+        "params_m": round(parameters / 1e6, 1),
         "image_tokens": image_token_count(IMAGE_SIZE), "steps": steps, "samples_per_s": round(steps * batch / elapsed, 4),
         "s_per_sample": round(elapsed / (steps * batch), 3), "peak_rss_mb": round(peak), "rss_before_training_mb": round(baseline_rss),
     }  # fmt: skip
@@ -113,7 +119,11 @@ def run_one(arch: str, mode: str, batch: int, checkpointing: bool, steps: int) -
 
 def gpu_projection(results: list[dict]) -> dict | None:
     """Florence-2-large, LoRA, batch 8, bf16 + checkpointing on a 24 GB GPU, from CPU measurements."""
-    large = {(r["batch"], r["gradient_checkpointing"]): r for r in results if r["arch"] == "large" and r["mode"] == "ours"}
+    large = {
+        (r["batch"], r["gradient_checkpointing"]): r
+        for r in results
+        if r["arch"] == "large" and r["mode"] == "ours" and r.get("precision", "fp32") == "fp32"
+    }
     measured = large.get((1, True))
     if not measured:
         return None
@@ -145,34 +155,40 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "training_throughput.json")
     args = parser.parse_args()
     if args.one:
-        arch, mode, batch, checkpointing = args.one.split(",")
-        print(json.dumps(run_one(arch, mode, int(batch), checkpointing == "1", args.steps)))
+        arch, mode, batch, checkpointing, precision = args.one.split(",")
+        print(json.dumps(run_one(arch, mode, int(batch), checkpointing == "1", args.steps, precision)))
         return
     # large at batch 8 costs minutes per step on 2 cores: it gets the seed loop and the batch-1
     # checkpointed step the GPU projection needs.
     configurations = {
-        "tiny": [("seed", 1, 0), ("ours", 1, 0), ("ours", 1, 1), ("ours", 8, 0), ("ours", 8, 1)],
-        "base": [("seed", 1, 0), ("ours", 1, 0), ("ours", 1, 1), ("ours", 8, 1)],
-        "large": [("seed", 1, 0), ("ours", 1, 1)],
-    }
-    plan = [(arch, *c) for arch in args.archs.split(",") for c in configurations[arch]]
-    results = []
-    for arch, mode, batch, checkpointing in plan:
-        command = [sys.executable, __file__, "--one", f"{arch},{mode},{batch},{checkpointing}", "--steps", str(args.steps)]
+        "tiny": [("seed", 1, 0, "fp32"), ("ours", 1, 0, "fp32"), ("ours", 1, 0, "bf16"), ("ours", 1, 1, "fp32"), ("ours", 8, 0, "fp32"),
+                 ("ours", 8, 0, "bf16"), ("ours", 8, 1, "fp32")],
+        "base": [("seed", 1, 0, "fp32"), ("ours", 1, 0, "fp32"), ("ours", 1, 0, "bf16"), ("ours", 1, 1, "fp32"), ("ours", 8, 1, "fp32"),
+                 ("ours", 8, 1, "bf16")],
+        "large": [("seed", 1, 0, "fp32"), ("ours", 1, 1, "fp32")],
+    }  # fmt: skip
+    archs = args.archs.split(",")
+    plan = [(arch, *c) for arch in archs for c in configurations[arch]]
+    previous = json.loads(args.out.read_text())["results"] if args.out.is_file() else []
+    results = [r for r in previous if r["arch"] not in archs]
+    for arch, mode, batch, checkpointing, precision in plan:
+        one = f"{arch},{mode},{batch},{checkpointing},{precision}"
+        command = [sys.executable, __file__, "--one", one, "--steps", str(args.steps)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             results.append(
-                {"arch": arch, "mode": mode, "batch": batch, "gradient_checkpointing": bool(checkpointing), "error": done.stderr[-500:]}
-            )
+                {"arch": arch, "mode": mode, "batch": batch, "gradient_checkpointing": bool(checkpointing), "precision": precision,
+                 "error": done.stderr[-500:]}
+            )  # fmt: skip
         else:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), flush=True)
     speedups = {}
-    for arch in args.archs.split(","):
+    for arch in configurations:
         seed = next((r for r in results if r["arch"] == arch and r["mode"] == "seed" and "error" not in r), None)
         for r in results:
             if r["arch"] == arch and r["mode"] == "ours" and seed and "error" not in r:
-                key = f"{arch}_batch{r['batch']}_{'ckpt' if r['gradient_checkpointing'] else 'nockpt'}"
+                key = f"{arch}_batch{r['batch']}_{'ckpt' if r['gradient_checkpointing'] else 'nockpt'}_{r.get('precision', 'fp32')}"
                 speedups[key] = {
                     "vs_seed": round(r["samples_per_s"] / seed["samples_per_s"], 2),
                     "memory_vs_seed": round(r["peak_rss_mb"] / seed["peak_rss_mb"], 2),

@@ -109,7 +109,7 @@ class TrainSection(Section):
     schedule: Literal["constant-then-anneal", "linear", "cosine"] = "constant-then-anneal"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
     anneal_fraction: float = Field(0.2, gt=0, le=1, description="constant-then-anneal: share of steps annealed")
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="bf16 autocast; auto: where the chip has bf16 units")
     gradient_checkpointing: bool = False
     early_stopping_patience: int | None = Field(None, ge=1)
     max_new_tokens: int = Field(256, ge=1)

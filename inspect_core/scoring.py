@@ -32,6 +32,7 @@ from inspect_core.importers.image_files import read_image
 from inspect_core.lora_adapters import merge_adapter
 from inspect_core.onnx_runtime import MANIFEST as ONNX_MANIFEST
 from inspect_core.onnx_runtime import OnnxFlorence
+from inspect_core.precision import use_bf16
 from inspect_core.results_store import (
     ScoredImage,
     StoredDetection,
@@ -55,17 +56,8 @@ class Detector(Protocol):
     def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]: ...
 
 
-def bf16_is_fast(device: torch.device) -> bool:
-    """True where bf16 matrix units exist: measured here (AMX CPU), bf16 ran the base vision tower 2-3x faster."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-
-
 def scoring_dtype(precision: str, device: torch.device) -> torch.dtype:
-    if precision == "bf16" or (precision == "auto" and bf16_is_fast(device)):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if use_bf16(precision, device) else torch.float32
 
 
 class TorchDetector:

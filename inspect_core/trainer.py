@@ -33,6 +33,7 @@ from inspect_core.evaluation import evaluate_split
 from inspect_core.lora_adapters import apply_strategy
 from inspect_core.lr_schedules import lr_multiplier
 from inspect_core.model_factory import load_florence
+from inspect_core.precision import use_bf16
 from inspect_core.trained_model import save_checkpoint
 from inspect_core.training_batches import encode_batch
 from inspect_core.training_data import FlorenceTaskDataset, TaskOrderSampler, augmenter_from_config
@@ -67,9 +68,8 @@ def checkpoint_vision_blocks(model: nn.Module) -> int:
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast:
-    """bf16 autocast on CUDA (and where asked for); fp32 on CPU, where bf16 measured 2.4x slower."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    """bf16 autocast where asked for, or on ``auto`` where the chip has bf16 units (CUDA, AMX CPUs); else fp32."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(precision, device))
 
 
 def _rng_state() -> dict:
