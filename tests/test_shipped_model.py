@@ -1,8 +1,8 @@
 """The embedded base model: a plain Florence-2 that loads offline, answers the three tasks, uses the image, and detects.
 
-Its detection score is still below the project's target of mAP@50 0.6 (0.577; see
-models/tiny-fabric-base/README.md); the bounds below are set under the scores measured on these
-freshly generated images, so they catch a regression (a collapse to a prior scores 0).
+The project's target is mAP@50 >= 0.6 on freshly generated images; the shipped model scores 0.718 at
+256 px and 0.701 at 384 px on these (see models/tiny-fabric-base/README.md). The bounds sit above the
+target and a little under the measured scores, so any regression (a collapse to a prior scores 0) fails.
 """
 
 import pytest
@@ -14,10 +14,10 @@ from inspect_core.pretrain_tiny import EVAL_SEED_OFFSET, evaluate_detection, syn
 from inspect_core.synthetic_fabric import DEFECT_CLASSES
 from inspect_core.training_batches import encode_batch
 
-# Training drew seeds 0-4; model selection used seeds EVAL_SEED_OFFSET + 0..4; these images come from another seed.
+# Training drew seeds 0-5; model selection used seeds EVAL_SEED_OFFSET + 0..5; these images come from another seed.
 FRESH_SEED = 2 * EVAL_SEED_OFFSET + 7
-# Measured on these 48 images: 0.577 rendered at 256 px, 0.555 at 384 px (model card); a collapse scores 0.
-MIN_FRESH_MAP50 = {256: 0.5, 384: 0.45}
+# Measured on these 48 images: 0.718 rendered at 256 px, 0.701 at 384 px (model card); a collapse scores 0.
+MIN_FRESH_MAP50 = {256: 0.65, 384: 0.62}
 
 
 @pytest.fixture(scope="module")
