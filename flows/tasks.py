@@ -56,7 +56,7 @@ def store(url: str) -> Engine:
         return _engines[url]
 
 
-def cached_detector(model_dir: str, backend: str, precision: str = "fp32") -> Detector:
+def cached_detector(model_dir: str, backend: str, precision: str) -> Detector:
     """This process's detector for ``model_dir``: loaded on a worker's first shard, reused by the rest."""
     key = (model_dir, backend, precision)
     with _models_lock:
@@ -69,7 +69,7 @@ def cached_detector(model_dir: str, backend: str, precision: str = "fp32") -> De
         return _detectors[key]
 
 
-def model_load_count(model_dir: str, backend: str, precision: str = "fp32") -> int:
+def model_load_count(model_dir: str, backend: str, precision: str) -> int:
     """Loads of this model in this process so far (1 on a worker that reused it for every shard).
 
     Prefect ships a task's function to Dask workers by value, with a copy of this module's globals:

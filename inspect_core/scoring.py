@@ -63,7 +63,7 @@ def scoring_dtype(precision: str, device: torch.device) -> torch.dtype:
 class TorchDetector:
     """The PyTorch backend: a merged model (adapters folded into the weights once, at load), on the GPU if there is one."""
 
-    def __init__(self, model_dir: str, precision: str = "fp32") -> None:
+    def __init__(self, model_dir: str, precision: str) -> None:
         model, self.processor = load_trained(model_dir)
         model = merge_adapter(model) if hasattr(model, "merge_and_unload") else model
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,7 +74,7 @@ class TorchDetector:
         return detect(self.model, self.processor, crops, "<OD>", max_new_tokens=max_new_tokens, num_beams=num_beams)
 
 
-def load_detector(model_dir: str, backend: str, precision: str = "fp32") -> Detector:
+def load_detector(model_dir: str, backend: str, precision: str) -> Detector:
     if backend == "onnx":
         return OnnxFlorence(Path(model_dir))
     return TorchDetector(model_dir, precision)

@@ -197,8 +197,9 @@ def test_auto_precision_picks_bf16_only_where_the_cpu_has_bf16_units(monkeypatch
 def test_bf16_scoring_finds_what_fp32_finds_on_the_shipped_model() -> None:
     samples = synthetic_images(20_011, 0, 8)
     crops = [pixels for pixels, _annotated in samples]
-    found = {p: TorchDetector("tiny", p)(crops, max_new_tokens=96, num_beams=1) for p in ("fp32", "bf16")}
-    assert TorchDetector("tiny", "bf16").model.dtype == torch.bfloat16
+    detectors = {p: TorchDetector("tiny", p) for p in ("fp32", "bf16")}
+    found = {p: detector(crops, max_new_tokens=96, num_beams=1) for p, detector in detectors.items()}
+    assert detectors["bf16"].model.dtype == torch.bfloat16
     truth = [a.objects for _p, a in samples]
     scores = {p: detection_map(truth, found[p], DEFECT_CLASSES).map50 for p in found}
     assert scores["fp32"] > 0.3, scores

@@ -46,13 +46,13 @@ def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypat
     loaded: list[str] = []
     monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend, precision: loaded.append(model_dir) or object())
     monkeypatch.setattr(tasks, "_detectors", type(tasks._detectors)())
-    first = cached_detector("a", "torch")
-    assert cached_detector("a", "torch") is first
-    cached_detector("b", "torch")
-    cached_detector("c", "torch")  # a third model evicts the least recently used one
-    cached_detector("a", "torch")
+    first = cached_detector("a", "torch", "auto")
+    assert cached_detector("a", "torch", "auto") is first
+    cached_detector("b", "torch", "auto")
+    cached_detector("c", "torch", "auto")  # a third model evicts the least recently used one
+    cached_detector("a", "torch", "auto")
     assert loaded == ["a", "b", "c", "a"]
-    assert list(tasks._detectors) == [("c", "torch"), ("a", "torch")]
+    assert list(tasks._detectors) == [("c", "torch", "auto"), ("a", "torch", "auto")]
 
 
 def test_score_settings_lay_overrides_over_the_recipe() -> None:
