@@ -1,9 +1,10 @@
 """Where bf16 pays: chips with bf16 matrix units.
 
-Measured on this project's CPU (Xeon with AMX and AVX512-BF16): bf16 ran the Florence-2-base
-vision tower 2-3x faster at 768 px and a batch-1 LoRA training step of base 1.24x faster; it cost the
-tiny model 0.03 mAP@50 on 64 held-out images (benchmarks/results/scoring_throughput.json). Without
-such units bf16 is emulated and slower than fp32.
+Measured on two 2-core CPUs with such units (benchmarks/results/): on a Xeon with AMX, bf16 ran the
+Florence-2-base vision tower 2-3x faster at 768 px and a batch-1 LoRA step of base 1.24x faster; on an
+AMD EPYC with AVX512-BF16, LoRA steps ran 2.05x (base) and 1.87x (large) faster at 0.71-0.76x the
+memory. It cost the tiny model 0.03 mAP@50 on 64 held-out images, and its small matrices gain nothing
+(its batch-1 step ran slower). Without such units bf16 is emulated and slower than fp32.
 """
 
 from __future__ import annotations

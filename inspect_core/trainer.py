@@ -68,7 +68,7 @@ def checkpoint_vision_blocks(model: nn.Module) -> int:
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast:
-    """bf16 autocast where asked for, or on ``auto`` where the chip has bf16 units (CUDA, AMX CPUs); else fp32."""
+    """bf16 autocast where asked for, or on ``auto`` where the chip has bf16 units (CUDA, AMX or AVX512-BF16 CPUs); else fp32."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(precision, device))
 
 
