@@ -5,7 +5,7 @@
   unmerged (a peft model), results decoded with the processor's post-processing.
 - ``ours``: ``inspect_core.scoring.score_images`` end to end into a SQLite store: worker processes
   decode and resize, the adapter merged once, batched greedy generation with the KV cache, fp32.
-- ``ours_bf16``: the same with ``precision: bf16`` (this CPU has AMX and AVX512-BF16 units; its
+- ``ours_bf16``: the same with ``precision: bf16`` (fast on CPUs with bf16 units, ``machine.cpu_bf16_units``; its
   mAP cost is measured on the tiny model, on the same held-out images as the resolution cost).
 - ``ours_onnx_int8``: the same engine with ``backend: onnx`` on the merged model exported by
   ``inspect_core.onnx_export`` with int8 dynamic quantisation (its mAP cost on the tiny model is
