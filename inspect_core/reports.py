@@ -238,8 +238,8 @@ def defect_rate_per_line(engine: Engine, flt: ReportFilter) -> pd.DataFrame:
     with_defects = sa.func.coalesce(sa.func.sum(sa.case((defective, 1), else_=0)), 0)
     statement = (
         sa.select(_S.c.line, sa.func.count().label("images_scored"), with_defects.label("images_with_defects"))
-        .select_from(_SC.join(_I, _I.c.id == _SC.c.image_id).outerjoin(_S, _S.c.id == _I.c.source_id))
-        .where(*_conditions(flt, _I.c.captured_at, _I.c.source_id, _SC.c.model_version_id))
+        .select_from(_SC.outerjoin(_S, _S.c.id == _SC.c.source_id))
+        .where(*_conditions(flt, _SC.c.captured_at, _SC.c.source_id, _SC.c.model_version_id))
         .group_by(_S.c.line)
         .order_by(_S.c.line)
     )

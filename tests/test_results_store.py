@@ -142,6 +142,33 @@ def test_day_counts_follow_batches_and_the_migration_backfills_them(store_url: s
     assert day_counts(engine) == counts
 
 
+def test_image_scores_copy_their_image_capture_and_camera_and_the_migration_fills_old_rows(store_url: str, tmp_path: Path) -> None:
+    engine = open_store(store_url)
+    source = ensure_source(engine, "cam-1", "line-A")
+    model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
+    run = start_run(engine, model.id, "cfg", images_total=2)
+    write_scored_batch(engine, run, model.id, [scored(1, source), scored(2, None)])
+
+    def copies() -> dict[int, tuple[datetime, int | None]]:
+        with Session(engine) as session:
+            scores = session.exec(select(ImageScore)).all()
+            images = {i.id: i for i in session.exec(select(ImageRecord)).all()}
+            assert {s.image_id: (s.captured_at, s.source_id) for s in scores} == {
+                s.image_id: (images[s.image_id].captured_at, images[s.image_id].source_id) for s in scores
+            }
+            return {s.image_id: (s.captured_at, s.source_id) for s in scores}
+
+    written = copies()
+    assert {source_id for _, source_id in written.values()} == {source, None}
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    open_store(store_url)  # the upgrade fills the copies of rows written before them
+    assert copies() == written
+
+
 def test_registry_sources_quarantine_and_champion(store_url: str, tmp_path: Path) -> None:
     engine = open_store(store_url)
     assert ensure_source(engine, "cam-1", "line-A") == ensure_source(engine, "cam-1", "line-B")
@@ -192,3 +219,9 @@ def test_ingested_frames_register_once_and_wait_for_scoring(store_url: str, tmp_
     assert [i.path for i in unscored_images(engine, model.id, limit=2)] == ["/frames/1.png", "/frames/3.png"]
     quarantine(engine, "/frames/1.png", "cannot read image 1.png: file vanished", stage="score")
     assert [i.path for i in unscored_images(engine, model.id)] == ["/frames/3.png", "/frames/4.png"]
+
+
+def test_postgresql_sessions_run_report_queries_without_jit(postgres_url: str) -> None:
+    engine = open_store(postgres_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SHOW jit")).scalar() == "off"
