@@ -20,12 +20,18 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from inspect_core.folder_ingest import FolderWatcher
 from inspect_core.results_store import open_store
 from tests.flows.conftest import REPO, SAMPLE, copy_samples
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect.client.schemas.objects import FlowRun
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -156,12 +162,14 @@ def quick_run(page, served: Served, deployment: str, seconds: float = 240) -> No
     with served.client() as client:
         deployment_id = client.read_deployment_by_name(deployment).id
     page.goto(f"{served.ui}/deployments/deployment/{deployment_id}")
-    announced = page.locator(".toast-flow-run-create__message").first  # "<run name> scheduled to start now"
+    toast = page.locator(".toast-flow-run-create__message").first  # "<run name> scheduled to start now"
+    announced = None
     for attempt in range(2):  # once, on a first cold start, the server answered the create with an error toast
         page.get_by_role("button", name="Run", exact=True).click()
         page.get_by_text("Quick run").click()
         try:
-            announced.wait_for(timeout=20_000)
+            toast.wait_for(timeout=20_000)
+            announced = toast.inner_text()
             break
         except PlaywrightTimeoutError:
             if newest_run(served, deployment_id) or attempt:  # created, though its toast never came: a second would be cancelled
@@ -169,7 +177,7 @@ def quick_run(page, served: Served, deployment: str, seconds: float = 240) -> No
             page.reload()
     run = newest_run(served, deployment_id)
     assert run is not None, f"no quick run of {deployment} was created from the UI"
-    assert not announced.is_visible() or run.name in announced.inner_text()
+    assert announced is None or run.name in announced
     deadline = time.monotonic() + seconds
     with served.client() as client:
         while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
@@ -184,7 +192,7 @@ def quick_run(page, served: Served, deployment: str, seconds: float = 240) -> No
     page.get_by_text("Completed", exact=True).first.wait_for()
 
 
-def newest_run(served: Served, deployment_id):
+def newest_run(served: Served, deployment_id: UUID) -> FlowRun | None:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
