@@ -118,7 +118,7 @@ class ImageScore(SQLModel, table=True):
     run_id: int = Field(foreign_key="scoring_runs.id", index=True)
     scored_at: datetime = Field(default_factory=utc_now)
     detections: int = 0
-    captured_at: datetime | None = None
+    captured_at: datetime
     source_id: int | None = None
 
 

@@ -30,6 +30,8 @@ def upgrade() -> None:
             source_id = (SELECT images.source_id FROM images WHERE images.id = image_scores.image_id)
         """
     )
+    with op.batch_alter_table("image_scores") as batch:
+        batch.alter_column("captured_at", existing_type=sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False)
     op.create_index("ix_image_scores_captured", "image_scores", ["captured_at", "source_id", "model_version_id", "detections"])
 
 
