@@ -90,12 +90,14 @@ class Served:
     zones: dict[str, str]  # scheduled deployment name -> the time zone the server stored
     folder: Path  # logs, stores and screenshots
 
-    def client(self):
-        from prefect.client.orchestration import get_client
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: self.api}):
-            return get_client(sync_client=True)
+def prefect_client(api: str):
+    """A synchronous Prefect client bound to ``api`` (the setting is read when the client is made)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api}):
+        return get_client(sync_client=True)
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +123,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         wait_until(lambda: healthy(api), 120, "Prefect server", server, server_log)
         serving = start([sys.executable, "-m", "flows.serve"], env, serve_log)
         wait_until(lambda: "being served" in serve_log.read_text(), 180, "deployments", serving, serve_log)
-        served = Served(api.removesuffix("/api"), api, {}, folder)
-        served.zones.update(pause_schedules(served))
-        yield served
+        yield Served(api.removesuffix("/api"), api, pause_schedules(api), folder)
     finally:
         for process in (serving, server):
             if process is not None:
@@ -131,7 +131,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     print(f"screenshots: {folder}")
 
 
-def pause_schedules(served: Served) -> dict[str, str]:
+def pause_schedules(api: str) -> dict[str, str]:
     """Keep scheduled runs (every 5 minutes) out of the tests, as one could take score's single concurrency slot first.
 
     Pausing deletes future auto-scheduled runs only: a run whose slot passed while the deployments were being
@@ -139,7 +139,7 @@ def pause_schedules(served: Served) -> dict[str, str]:
     time zone, as the server stored it.
     """
     zones: dict[str, str] = {}
-    with served.client() as client:
+    with prefect_client(api) as client:
         for deployment in client.read_deployments():
             client.pause_deployment(deployment.id)
             for schedule in deployment.schedules:
@@ -159,7 +159,7 @@ def quick_run(page, served: Served, deployment: str, seconds: float = 240) -> No
 
     A run that ends otherwise (or runs past ``seconds``) fails the test with its state, message and the runner's log.
     """
-    with served.client() as client:
+    with prefect_client(served.api) as client:
         deployment_id = client.read_deployment_by_name(deployment).id
     page.goto(f"{served.ui}/deployments/deployment/{deployment_id}")
     toast = page.locator(".toast-flow-run-create__message").first  # "<run name> scheduled to start now"
@@ -179,7 +179,7 @@ def quick_run(page, served: Served, deployment: str, seconds: float = 240) -> No
     assert run is not None, f"no quick run of {deployment} was created from the UI"
     assert announced is None or run.name in announced
     deadline = time.monotonic() + seconds
-    with served.client() as client:
+    with prefect_client(served.api) as client:
         while not (run.state and run.state.is_final()) and time.monotonic() < deadline:
             time.sleep(1)
             run = client.read_flow_run(run.id)
@@ -196,7 +196,7 @@ def newest_run(served: Served, deployment_id: UUID) -> FlowRun | None:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    with served.client() as client:
+    with prefect_client(served.api) as client:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
