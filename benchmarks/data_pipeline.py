@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info
 
 from inspect_core.config import AugmentSection, DatasetSection
-from inspect_core.dataset_builder import build_dataset
-from inspect_core.importers import import_dataset
-from inspect_core.synthetic_fabric import write_voc_dataset
+from inspect_core.data.dataset_builder import build_dataset
+from inspect_core.data.importers import import_dataset
+from inspect_core.data.synthetic_fabric import write_voc_dataset
 
 
 def main() -> None:

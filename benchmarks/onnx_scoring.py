@@ -41,14 +41,14 @@ from training_throughput import architecture
 from transformers import Florence2ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from inspect_core.detection_inference import detect
-from inspect_core.detection_metrics import detection_map
-from inspect_core.model_factory import EMBEDDED_MODEL_DIR, load_florence
-from inspect_core.onnx_export import EncoderGraph, export_model, export_onnx
-from inspect_core.onnx_runtime import OnnxFlorence
-from inspect_core.pretrain_tiny import EVAL_SEED_OFFSET, synthetic_images, vocabulary_corpus
-from inspect_core.synthetic_fabric import DEFECT_CLASSES, generate_sample
-from inspect_core.tiny_florence import build_processor, build_tokenizer
+from inspect_core.data.synthetic_fabric import DEFECT_CLASSES, generate_sample
+from inspect_core.inference.detector import detect
+from inspect_core.inference.onnx_backend import OnnxFlorence
+from inspect_core.inference.onnx_export import EncoderGraph, export_model, export_onnx
+from inspect_core.model.factory import EMBEDDED_MODEL_DIR, load_florence
+from inspect_core.model.tiny_florence import build_processor, build_tokenizer
+from inspect_core.training.metrics import detection_map
+from inspect_core.training.pretrain import EVAL_SEED_OFFSET, synthetic_images, vocabulary_corpus
 
 BACKENDS = {"onnx_fp32": None, "onnx_int8": "int8"}
 

@@ -27,14 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info
 
 from inspect_core.config import SplitRatios, load_config
-from inspect_core.dataset_builder import build_dataset
-from inspect_core.evaluation import evaluate_split
-from inspect_core.importers import import_dataset
-from inspect_core.reports import ReportFilter, class_summary
-from inspect_core.results_store import open_store
-from inspect_core.scoring import score_images
-from inspect_core.trained_model import load_trained, merge_checkpoint
-from inspect_core.trainer import train
+from inspect_core.data.dataset_builder import build_dataset
+from inspect_core.data.importers import import_dataset
+from inspect_core.inference.scoring import score_images
+from inspect_core.model.trained_model import load_trained, merge_checkpoint
+from inspect_core.store import ReportFilter, class_summary, open_store
+from inspect_core.training.evaluation import evaluate_split
+from inspect_core.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO.parent / "shared" / "real_fabric" / "roboflow_fabric_yolo"

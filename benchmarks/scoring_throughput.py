@@ -3,12 +3,12 @@
 - ``seed``: a faithful re-implementation of the seed's loop: one image at a time, the processor
   called in the loop, beam search with 3 beams, up to 1024 new tokens, the LoRA adapter left
   unmerged (a peft model), results decoded with the processor's post-processing.
-- ``ours``: ``inspect_core.scoring.score_images`` end to end into a SQLite store: worker processes
+- ``ours``: ``inspect_core.inference.scoring.score_images`` end to end into a SQLite store: worker processes
   decode and resize, the adapter merged once, batched greedy generation with the KV cache, fp32.
 - ``ours_bf16``: the same with ``precision: bf16`` (fast on CPUs with bf16 units, ``machine.cpu_bf16_units``; its
   mAP cost is measured on the tiny model, on the same held-out images as the resolution cost).
 - ``ours_onnx_int8``: the same engine with ``backend: onnx`` on the merged model exported by
-  ``inspect_core.onnx_export`` with int8 dynamic quantisation (its mAP cost on the tiny model is
+  ``inspect_core.inference.onnx_export`` with int8 dynamic quantisation (its mAP cost on the tiny model is
   measured here too, on the same held-out images as the resolution cost).
 
 Models: the shipped tiny model (256 px) with a LoRA adapter, on synthetic 512 px fabric frames; and
@@ -43,18 +43,18 @@ from training_throughput import architecture
 from transformers import Florence2ForConditionalGeneration
 
 from inspect_core.config import LoraSection, ScoreSection
-from inspect_core.detection_inference import detect
-from inspect_core.detection_metrics import detection_map
-from inspect_core.lora_adapters import apply_strategy
-from inspect_core.model_factory import EMBEDDED_MODEL_DIR, load_florence
-from inspect_core.onnx_export import export_onnx
-from inspect_core.onnx_runtime import OnnxFlorence
-from inspect_core.pretrain_tiny import synthetic_images
-from inspect_core.results_store import open_store
-from inspect_core.scoring import score_images
-from inspect_core.synthetic_fabric import DEFECT_CLASSES, generate_sample
-from inspect_core.tiny_florence import build_processor, build_tokenizer, image_token_count
-from inspect_core.trained_model import load_trained, save_checkpoint
+from inspect_core.data.synthetic_fabric import DEFECT_CLASSES, generate_sample
+from inspect_core.inference.detector import detect
+from inspect_core.inference.onnx_backend import OnnxFlorence
+from inspect_core.inference.onnx_export import export_onnx
+from inspect_core.inference.scoring import score_images
+from inspect_core.model.factory import EMBEDDED_MODEL_DIR, load_florence
+from inspect_core.model.lora import apply_strategy
+from inspect_core.model.tiny_florence import build_processor, build_tokenizer, image_token_count
+from inspect_core.model.trained_model import load_trained, save_checkpoint
+from inspect_core.store import open_store
+from inspect_core.training.metrics import detection_map
+from inspect_core.training.pretrain import synthetic_images
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scoring_throughput.json"
 

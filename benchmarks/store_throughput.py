@@ -4,7 +4,7 @@ For SQLite (a temporary file) and PostgreSQL (a throw-away database, dropped aft
 store through ``write_scored_batch`` the way the scorer does (1000 images x 10 detections per call,
 four cameras on two lines, two model versions, six classes, 180 days of capture times) and times
 only the calls (targets: >= 50k detections/s on SQLite, >= 20k/s on PostgreSQL). Then times the
-report queries of ``inspect_core.reports`` with varied filters (p95 target <= 100 ms) and, for
+report queries of ``inspect_core.store.reports`` with varied filters (p95 target <= 100 ms) and, for
 reference, the raw driver executemany rate into the filled table. Writes
 ``benchmarks/results/store_throughput.json``.
 
@@ -34,25 +34,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info
 
-from inspect_core.reports import (
+from inspect_core.store import (
+    DetectionRecord,
     ReportFilter,
+    ScoredImage,
+    StoredDetection,
     class_summary,
     confidence_histogram,
     defect_rate_per_line,
     defects_per_day,
     detections_frame,
-)
-from inspect_core.results_store import (
-    DetectionRecord,
-    ScoredImage,
-    StoredDetection,
-    detection_row,
     ensure_source,
     open_store,
     register_model,
     start_run,
     write_scored_batch,
 )
+from inspect_core.store.writes import Registered, detection_row
 
 CLASSES = {"hole": 0.30, "stain": 0.25, "slub": 0.20, "broken_yarn": 0.12, "knot": 0.08, "tear": 0.05}
 CAMERAS = {"cam-1": "line-A", "cam-2": "line-A", "cam-3": "line-B", "cam-4": "line-B"}
@@ -156,7 +154,7 @@ def raw_executemany(engine: sa.Engine, rows: int) -> dict[str, object]:
     names = [c.name for c in table.c if c.name != "id"]
     stamp = table.c.captured_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
     detection = StoredDetection("hole", 0.9, (10.0, 10.0, 50.0, 60.0))
-    record = detection_row(run_id, model_id, image_id, image, detection) | {"polygon": None}
+    record = detection_row(run_id, model_id, Registered(image_id, image.captured_at, None), image, detection) | {"polygon": None}
     record["captured_at"] = stamp(record["captured_at"])
     values = [itemgetter(*names)(record)] * rows
     placeholders = ", ".join(["?" if engine.dialect.paramstyle == "qmark" else "%s"] * len(names))

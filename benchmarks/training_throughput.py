@@ -37,11 +37,11 @@ from PIL import Image
 from transformers import Florence2Config, Florence2ForConditionalGeneration
 
 from inspect_core.config import LoraSection
-from inspect_core.lora_adapters import apply_strategy
-from inspect_core.pretrain_tiny import vocabulary_corpus
-from inspect_core.tiny_florence import build_processor, build_tokenizer, image_token_count, tiny_config
-from inspect_core.trainer import checkpoint_vision_blocks
-from inspect_core.training_batches import encode_batch
+from inspect_core.model.lora import apply_strategy
+from inspect_core.model.tiny_florence import build_processor, build_tokenizer, image_token_count, tiny_config
+from inspect_core.training.batches import encode_batch
+from inspect_core.training.pretrain import vocabulary_corpus
+from inspect_core.training.trainer import checkpoint_vision_blocks
 
 IMAGE_SIZE = 768
 SUFFIX = "hole<loc_100><loc_120><loc_180><loc_200>stain<loc_500><loc_510><loc_640><loc_700>broken_yarn<loc_10><loc_400><loc_990><loc_430>"

@@ -5,10 +5,9 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import DEFAULT_CONFIG, RUN_DIR, SAMPLE_FOLDER
+from flows import DEFAULT_CONFIG, dotted, flow_recipe
 from flows.tasks import build_dataset_task
-from inspect_core.config import load_config
-from inspect_core.dataset_builder import BuildSummary
+from inspect_core.data.dataset_builder import BuildSummary
 
 
 def split_rows(summary: BuildSummary) -> list[dict[str, object]]:
@@ -36,10 +35,16 @@ def dataset_markdown(summary: BuildSummary) -> str:
 
 @flow(name="build-dataset")
 def build_dataset(
-    source: str = SAMPLE_FOLDER, output: str = f"{RUN_DIR}/dataset", config: str = DEFAULT_CONFIG, overwrite: bool = True
+    config: str = DEFAULT_CONFIG,
+    source: str | None = None,
+    output: str | None = None,
+    overwrite: bool = True,
+    overrides: list[str] | None = None,
 ) -> BuildSummary:
-    """Build the training set at ``output`` from the labels in ``source`` with the recipe's dataset: and augment: sections."""
-    summary = build_dataset_task(load_config(config), source, output, overwrite)
+    """Build the training set with the recipe's dataset: and augment: sections; ``source``/``output`` replace dataset.source/output."""
+    recipe = flow_recipe(config, overrides, **dotted("dataset", source=source, output=output))
+    output = str(recipe.dataset.output)
+    summary = build_dataset_task(recipe, str(recipe.dataset.source), output, overwrite)
     create_table_artifact(split_rows(summary), key="dataset-objects", description=f"objects per split and class in {output}")
     create_markdown_artifact(dataset_markdown(summary), key="dataset-summary", description=f"dataset {output}")
     return summary

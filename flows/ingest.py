@@ -11,7 +11,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from flows import DEFAULT_STORE_URL, SAMPLE_FOLDER
+from flows import DEFAULT_CONFIG, dotted, flow_recipe
 from flows.tasks import IngestCounts, capture_frames, ingest_folder
 
 
@@ -36,25 +36,40 @@ def ingest_markdown(folder: str, counts: IngestCounts, frames_written: int | Non
 
 @flow(name="ingest")
 def ingest(
-    folder: str = SAMPLE_FOLDER,
-    store_url: str = DEFAULT_STORE_URL,
-    camera: str = "cam-1",
-    line: str = "line-1",
-    settle_seconds: float = 2.0,
-    poll_seconds: float = 2.0,
+    config: str = DEFAULT_CONFIG,
+    folder: str | None = None,
+    store_url: str | None = None,
+    store_secret: str | None = None,
+    camera: str | None = None,
+    line: str | None = None,
+    settle_seconds: float | None = None,
+    poll_seconds: float | None = None,
     watch_seconds: float = 0.0,
     archive_dir: str | None = None,
     camera_source: str | None = None,
     max_frames: int = 100,
+    overrides: list[str] | None = None,
 ) -> IngestCounts:
-    """Register ``folder``'s images as frames of ``camera`` over ``line``; keep watching for ``watch_seconds``.
+    """Register the folder's images as frames of the camera over the line; keep watching for ``watch_seconds``.
 
-    With ``camera_source`` (a USB index such as 0, an rtsp:// URL or a video file) up to
-    ``max_frames`` frames are captured into ``folder`` first. Originals stay where they are unless
-    ``archive_dir`` is given.
+    Folder, camera, line, timings, archive folder and store come from the recipe ``config`` (its
+    ingest: and store: sections); the parameters given, and ``overrides`` (``key.path=value``), replace
+    them for this run. With ``camera_source`` (a USB index such as 0, an rtsp:// URL or a video file)
+    up to ``max_frames`` frames are captured into the folder first, with the recipe's sampling.
     """
-    captured = capture_frames(camera_source, folder, camera, line, max_frames) if camera_source else None
-    counts = ingest_folder(folder, store_url, camera, line, settle_seconds, poll_seconds, watch_seconds, archive_dir=archive_dir)
+    flags = dotted("ingest", folder=folder, camera_id=camera, line_id=line, settle_seconds=settle_seconds, poll_seconds=poll_seconds,
+                   archive_dir=archive_dir, camera_source=camera_source)  # fmt: skip
+    recipe = flow_recipe(config, overrides, store_url, store_secret, **flags)
+    settings, folder = recipe.ingest, str(recipe.ingest.folder)
+    camera, line, archive = settings.camera_id, settings.line_id, str(settings.archive_dir) if settings.archive_dir else None
+    captured = None
+    if camera_source:
+        reconnects = settings.max_reconnects if settings.max_reconnects is not None else 3  # a flow run must end
+        captured = capture_frames(settings.camera_source, folder, camera, line, max_frames, settings.every_seconds, reconnects)
+    counts = ingest_folder(
+        folder, recipe.store.url, camera, line, settings.settle_seconds, settings.poll_seconds, watch_seconds,
+        recursive=settings.recursive, archive_dir=archive,
+    )  # fmt: skip
     create_markdown_artifact(
         ingest_markdown(folder, counts, captured.written if captured else None), key="ingest-summary", description=f"ingest of {folder}"
     )

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows import DEFAULT_CONFIG, DEFAULT_STORE_URL, SAMPLE_FOLDER
+from flows import DEFAULT_CONFIG
 from flows.ingest import ingest
 from flows.report import ReportOutcome, report
 from flows.score import ScoreOutcome, score
 from flows.tasks import CHAMPION, IngestCounts
 from flows.train import train
-from inspect_core.retraining import RetrainResult
+from inspect_core.config import load_recipe
+from inspect_core.training.retraining import RetrainResult
 
 
 @dataclass
@@ -52,29 +53,35 @@ def pipeline_markdown(folder: str, outcome: PipelineOutcome) -> str:
 
 @flow(name="pipeline")
 def pipeline(
-    folder: str = SAMPLE_FOLDER,
-    store_url: str = DEFAULT_STORE_URL,
-    camera: str = "cam-1",
-    line: str = "line-1",
+    config: str = DEFAULT_CONFIG,
+    folder: str | None = None,
+    store_url: str | None = None,
+    store_secret: str | None = None,
+    camera: str | None = None,
+    line: str | None = None,
     model: str = CHAMPION,
     limit: int = 500,
     threshold: float | None = None,
     retrain: bool = False,
     labelled: str = "sample_data",
-    config: str = DEFAULT_CONFIG,
     report_since: str | None = None,
+    overrides: list[str] | None = None,
 ) -> PipelineOutcome:
     """Ingest ``folder``, retrain first if ``retrain``, score up to ``limit`` new images with ``model``, then report.
 
     ``threshold`` overrides the recipe's minimum confidence (the shipped tiny model rarely reaches its 0.3).
     The report covers captures since ``report_since`` (empty: everything in the store; the sample
-    images carry the time they were checked out).
+    images carry the time they were checked out). Every stage reads the recipe ``config`` with
+    ``overrides``; ``folder``, ``camera`` and ``line`` replace its ingest: settings, and the store is
+    passed on as given (``store_secret`` by name, so the URL never shows as a parameter).
     """
-    ingested = ingest(folder=folder, store_url=store_url, camera=camera, line=line)
-    retrained = train(labelled=labelled, store_url=store_url, config=config) if retrain else None
-    scored = score(store_url=store_url, model=model, limit=limit, config=config, threshold=threshold)
-    reported = report(store_url=store_url, since=report_since)
+    store = {"config": config, "store_url": store_url, "store_secret": store_secret, "overrides": overrides}
+    ingested = ingest(folder=folder, camera=camera, line=line, **store)
+    retrained = train(labelled=labelled, **store) if retrain else None
+    scored = score(model=model, limit=limit, threshold=threshold, **store)
+    reported = report(since=report_since, config=config, store_url=store_url, store_secret=store_secret)
     outcome = PipelineOutcome(ingested, retrained, scored, reported)
     create_table_artifact(reported.class_rows, key="pipeline-defects-per-class", description="defects per class (the report's table)")
+    folder = folder or str(load_recipe(config, overrides or []).ingest.folder)
     create_markdown_artifact(pipeline_markdown(folder, outcome), key="pipeline-summary", description=f"pipeline over {folder}")
     return outcome

@@ -14,9 +14,10 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
 
-from flows import DEFAULT_STORE_URL, RUN_DIR
+from flows import DEFAULT_CONFIG, RUN_DIR, flow_recipe
 from flows.tasks import ReportTables, plot_report_task, report_tables
-from inspect_core.reports import ReportFilter, parse_when
+from inspect_core.reporting import parse_when
+from inspect_core.store import ReportFilter
 
 
 @dataclass
@@ -89,7 +90,9 @@ def png_data_url(path: str) -> str:
 
 @flow(name="report")
 def report(
-    store_url: str = DEFAULT_STORE_URL,
+    config: str = DEFAULT_CONFIG,
+    store_url: str | None = None,
+    store_secret: str | None = None,
     since: str | None = "24h",
     until: str | None = None,
     line: str | None = None,
@@ -102,7 +105,9 @@ def report(
     """Report the detections captured in [``since``, ``until``) (ISO times or spans back from now: 24h, 7d; empty: no bound).
 
     ``line``, ``camera``, ``class_name``, ``model`` (a registry name) and ``min_confidence`` narrow it down.
+    The store is the recipe's store.url, unless ``store_url``, the Secret block ``store_secret`` or ``$INSPECT_STORE_URL`` replaces it.
     """
+    store_url = flow_recipe(config, store_url=store_url, store_secret=store_secret).store.url  # the recipe's, unless overridden
     flt = report_filter(since, until, line, camera, class_name, model, min_confidence)
     tables = report_tables(store_url, flt)
     plots = plot_report_task(store_url, flt, str(Path(out_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")))

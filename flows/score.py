@@ -19,9 +19,9 @@ from prefect.futures import as_completed
 from prefect.logging import get_run_logger
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from flows import DEFAULT_CONFIG, DEFAULT_STORE_URL
+from flows import DEFAULT_CONFIG, dotted, flow_recipe
 from flows.tasks import CHAMPION, ModelChoice, ShardResult, list_unscored, pick_model, score_shard, shard
-from inspect_core.config import ScoreSection, load_config
+from inspect_core.config import ScoreSection
 
 
 @dataclass
@@ -53,11 +53,18 @@ class ScoreOutcome:
 
 def score_settings(config: str, threshold: float | None = None, max_new_tokens: int | None = None, on_dask: bool = False) -> ScoreSection:
     """The recipe's score: section with the run's overrides laid over it."""
-    given = {"default_threshold": threshold, "max_new_tokens": max_new_tokens}
-    updates: dict[str, object] = {k: v for k, v in given.items() if v is not None}
-    if on_dask:
-        updates["num_workers"] = 0  # Dask workers are daemon processes (no DataLoader children) and are the parallelism themselves
-    return ScoreSection.model_validate(load_config(config).score.model_dump() | updates)
+    return score_recipe(config, None, threshold, max_new_tokens, on_dask).score
+
+
+def score_recipe(
+    config: str, overrides: list[str] | None = None, threshold: float | None = None, max_new_tokens: int | None = None,
+    on_dask: bool = False, store_url: str | None = None, store_secret: str | None = None,
+):  # fmt: skip
+    """The run's recipe: the file, ``overrides``, then the flow's own parameters."""
+    # Dask workers are daemon processes (no DataLoader children) and are the parallelism themselves.
+    workers = 0 if on_dask else None
+    flags = dotted("score", default_threshold=threshold, max_new_tokens=max_new_tokens, num_workers=workers)
+    return flow_recipe(config, overrides, store_url, store_secret, **flags)
 
 
 def task_runner(dask_workers: int = 0, dask_address: str | None = None) -> TaskRunner:
@@ -101,24 +108,30 @@ def per_class_rows(per_class: dict[str, int]) -> list[dict[str, object]]:
 
 @flow(name="score")
 def score(
-    store_url: str = DEFAULT_STORE_URL,
+    config: str = DEFAULT_CONFIG,
+    store_url: str | None = None,
+    store_secret: str | None = None,
     model: str = CHAMPION,
     limit: int = 500,
     shard_size: int = 16,
-    config: str = DEFAULT_CONFIG,
     threshold: float | None = None,
     max_new_tokens: int | None = None,
     dask_workers: int = 0,
     dask_address: str | None = None,
+    overrides: list[str] | None = None,
 ) -> ScoreOutcome:
     """Score up to ``limit`` unscored images with ``model`` (``champion``: the promoted one, else the shipped ``tiny``).
 
-    ``threshold`` and ``max_new_tokens`` override the recipe's score: section. ``dask_workers`` > 0
-    scores on a local Dask cluster of that many processes; ``dask_address`` uses a running scheduler.
+    Settings come from the recipe ``config`` (score:, model.image_size, store.url); ``threshold``,
+    ``max_new_tokens`` and ``overrides`` (``key.path=value`` items) are laid over it. The store is
+    ``store_url``, else the Secret block ``store_secret``, else ``$INSPECT_STORE_URL``, else the
+    recipe's. ``dask_workers`` > 0 scores on a local Dask cluster of that many processes;
+    ``dask_address`` uses a running scheduler.
     """
     logger = get_run_logger()
-    settings = score_settings(config, threshold, max_new_tokens, on_dask=bool(dask_workers or dask_address))
-    choice = pick_model(store_url, model)
+    recipe = score_recipe(config, overrides, threshold, max_new_tokens, bool(dask_workers or dask_address), store_url, store_secret)
+    settings, store_url = recipe.score, recipe.store.url
+    choice = pick_model(store_url, model, recipe.model.image_size)
     paths = list_unscored(store_url, choice.version_id, limit)
     shards = shard(paths, shard_size)
     logger.info("%d unscored image(s) for %s in %d shard(s)", len(paths), choice.name, len(shards))
@@ -127,7 +140,7 @@ def score(
     started = time.perf_counter()
     if shards:
         with task_runner(dask_workers, dask_address) as runner:
-            parameters = {"model_dir": choice.path, "store_url": store_url, "settings": settings}
+            parameters = {"model_dir": choice.path, "store_url": store_url, "settings": settings, "image_size": recipe.model.image_size}
             futures = [runner.submit(score_shard, parameters | {"paths": part}) for part in shards]
             for future in as_completed(futures):
                 outcome.add(future.result())

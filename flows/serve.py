@@ -9,9 +9,14 @@
 | pipeline/on-demand, build-dataset/on-demand | none | run from the UI |
 
 Schedules are in the time zone named by ``INSPECT_TIMEZONE`` (IANA, e.g. ``Europe/Berlin``; default
-UTC), so 02:00 stays 02:00 at the plant across daylight-saving changes. ``INSPECT_STORE_URL``
-(default ``sqlite:///runs/prefect/results.db``) is the store every deployment reads and writes.
+UTC), so 02:00 stays 02:00 at the plant across daylight-saving changes. Every deployment runs the
+recipe named by ``INSPECT_CONFIG`` (default ``configs/demo.yaml``) and writes to its store.url, unless
+``INSPECT_STORE_URL`` is set where the flows run (read at run time, so a password in it never becomes
+a deployment parameter; a Prefect Secret block named in ``store_secret`` works too).
 Every parameter can be changed for one run from the UI ("Custom run").
+
+For more than one machine, ``prefect.yaml`` at the repository root holds the same deployments for a
+process work pool: ``prefect deploy --all`` once, then ``prefect worker start --pool inspect`` on each machine.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
-from flows import DEFAULT_STORE_URL
+from flows import DEFAULT_CONFIG
 from flows.build_dataset import build_dataset
 from flows.ingest import ingest
 from flows.pipeline import pipeline
@@ -33,18 +38,21 @@ from flows.score import score
 from flows.train import train
 
 TIMEZONE_ENV = "INSPECT_TIMEZONE"
-STORE_ENV = "INSPECT_STORE_URL"
+CONFIG_ENV = "INSPECT_CONFIG"
 INGEST_WATCH_SECONDS = 270  # of each 5-minute slot: the rest covers a run's start-up, so runs follow each other without a gap
 
 
-def deployments(timezone: str | None = None, store_url: str | None = None) -> list[RunnerDeployment]:
-    """Every deployment with its schedule; arguments default to the environment variables above."""
+def deployments(timezone: str | None = None, store_url: str | None = None, config: str | None = None) -> list[RunnerDeployment]:
+    """Every deployment with its schedule; arguments default to the environment variables above.
+
+    ``store_url`` is baked into the parameters only when given (a URL without a password, for tests and demos).
+    """
     timezone = timezone or os.environ.get(TIMEZONE_ENV, "UTC")
     ZoneInfo(timezone)  # an unknown zone fails here, by name, rather than as a schedule that never fires
-    store_url = store_url or os.environ.get(STORE_ENV, DEFAULT_STORE_URL)
+    config = config or os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)
     queue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     skip = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
-    store = {"store_url": store_url}
+    store = {"config": config} | ({"store_url": store_url} if store_url else {})
     return [
         ingest.to_deployment(
             "continuous", schedule=Cron("*/5 * * * *", timezone=timezone), concurrency_limit=queue,
@@ -67,7 +75,9 @@ def deployments(timezone: str | None = None, store_url: str | None = None) -> li
             "on-demand", parameters=store, tags=["pipeline"],
             description="Ingest a folder, score it and report, in one run (the sample folder by default).",
         ),
-        build_dataset.to_deployment("on-demand", tags=["dataset"], description="Build a Florence JSONL training set from labels."),
+        build_dataset.to_deployment(
+            "on-demand", parameters={"config": config}, tags=["dataset"], description="Build a Florence JSONL training set from labels."
+        ),
     ]  # fmt: skip
 
 

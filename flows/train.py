@@ -14,11 +14,10 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
-from flows import DEFAULT_CONFIG, DEFAULT_STORE_URL, RUN_DIR, SAMPLE_FOLDER
+from flows import DEFAULT_CONFIG, RUN_DIR, SAMPLE_FOLDER, flow_recipe
 from flows.tasks import build_dataset_task, retrain_task
-from inspect_core.config import load_config
-from inspect_core.dataset_builder import MANIFEST
-from inspect_core.retraining import RetrainResult
+from inspect_core.data.dataset_builder import MANIFEST
+from inspect_core.training.retraining import RetrainResult
 
 
 def _map(value: float | None) -> str:
@@ -52,25 +51,27 @@ def train_markdown(result: RetrainResult, validation: str, margin: float) -> str
 
 @flow(name="train")
 def train(
+    config: str = DEFAULT_CONFIG,
     labelled: str = "sample_data",
     validation: str = f"{RUN_DIR}/validation",
     validation_source: str = SAMPLE_FOLDER,
-    store_url: str = DEFAULT_STORE_URL,
+    store_url: str | None = None,
+    store_secret: str | None = None,
     work_dir: str = f"{RUN_DIR}/retrain",
-    config: str = DEFAULT_CONFIG,
     margin: float = 0.01,
     export: bool = True,
+    overrides: list[str] | None = None,
 ) -> RetrainResult:
     """Fine-tune a challenger on the new batch folders under ``labelled``; promote it if it beats the champion by ``margin``.
 
     ``validation`` is a built dataset (its valid split is used); it is built from ``validation_source``
     on the first run only. ``export`` writes an ONNX export of a promoted model.
     """
-    recipe = load_config(config)
+    recipe = flow_recipe(config, overrides, store_url, store_secret)  # model:, lora:, train:, dataset: and store.url
     if not (Path(validation) / MANIFEST).is_file():
         get_run_logger().info("no validation set at %s yet: building it once from %s", validation, validation_source)
         build_dataset_task(recipe, validation_source, validation, overwrite=False)
-    result = retrain_task(recipe, labelled, store_url, work_dir, validation, margin, export)
+    result = retrain_task(recipe, labelled, recipe.store.url, work_dir, validation, margin, export)
     create_table_artifact(model_rows(result), key="retrain-models", description="challenger vs champion on the fixed validation set")
     create_markdown_artifact(train_markdown(result, validation, margin), key="retrain-summary", description="nightly retraining")
     return result

@@ -36,8 +36,8 @@ def real_fabric() -> Path:
 @pytest.fixture(scope="session")
 def random_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny Florence-2 saved as a model folder (built once per session)."""
-    from inspect_core.pretrain_tiny import vocabulary_corpus
-    from inspect_core.tiny_florence import build_tiny, save_pretrained
+    from inspect_core.model.tiny_florence import build_tiny, save_pretrained
+    from inspect_core.training.pretrain import vocabulary_corpus
 
     out = tmp_path_factory.mktemp("random_tiny")
     model, processor = build_tiny(vocabulary_corpus(0, 100))
@@ -49,9 +49,9 @@ def random_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A built Florence JSONL dataset of 10 synthetic 256 px images (6 train, 2 valid, 2 test)."""
     from inspect_core.config import AugmentSection, DatasetSection, SplitRatios
-    from inspect_core.dataset_builder import build_dataset
-    from inspect_core.importers import import_dataset
-    from inspect_core.synthetic_fabric import write_voc_dataset
+    from inspect_core.data.dataset_builder import build_dataset
+    from inspect_core.data.importers import import_dataset
+    from inspect_core.data.synthetic_fabric import write_voc_dataset
 
     root = tmp_path_factory.mktemp("small_dataset")
     write_voc_dataset(root / "source", count=10, seed=5, size=256)

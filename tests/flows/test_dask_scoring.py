@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from flows.score import score
-from inspect_core.folder_ingest import FolderWatcher
-from inspect_core.results_store import open_store
+from inspect_core.ingest.folder import FolderWatcher
+from inspect_core.store import open_store
 from tests.flows.conftest import copy_samples, fast_recipe
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -28,3 +28,6 @@ def test_two_dask_workers_share_the_shards_and_load_the_model_once_each(shared_s
     assert set(outcome.model_loads.values()) == {1}, f"a worker loaded the model more than once: {outcome.model_loads}"
     with engine.connect() as connection:
         assert connection.execute(sa.text("select count(distinct image_id), count(*) from image_scores")).one() == (6, 6)
+        lines = connection.execute(sa.text("select distinct s.line from image_scores c left join sources s on s.id = c.source_id")).all()
+        unlined = connection.execute(sa.text("select count(*) from detections where source_id is null")).scalar()
+    assert lines == [("line-1",)] and unlined == 0  # each worker's scores carry the line the images were ingested on

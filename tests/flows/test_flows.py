@@ -19,7 +19,7 @@ from flows.report import report_filter
 from flows.score import ScoreOutcome, per_class_rows, score, score_markdown, score_settings, task_runner
 from flows.tasks import IngestCounts, ModelChoice, cached_detector, shard
 from flows.train import train
-from inspect_core.results_store import open_store
+from inspect_core.store import open_store
 from tests.flows.conftest import REPO, copy_samples, fast_recipe
 
 
@@ -44,7 +44,7 @@ def test_shards_keep_order_and_cover_every_path() -> None:
 
 def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []
-    monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend, precision: loaded.append(model_dir) or object())
+    monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend, precision, image_size: loaded.append(model_dir) or object())
     monkeypatch.setattr(tasks, "_detectors", type(tasks._detectors)())
     first = cached_detector("a", "torch", "auto")
     assert cached_detector("a", "torch", "auto") is first
@@ -52,7 +52,7 @@ def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypat
     cached_detector("c", "torch", "auto")  # a third model evicts the least recently used one
     cached_detector("a", "torch", "auto")
     assert loaded == ["a", "b", "c", "a"]
-    assert list(tasks._detectors) == [("c", "torch", "auto"), ("a", "torch", "auto")]
+    assert list(tasks._detectors) == [("c", "torch", "auto", None), ("a", "torch", "auto", None)]
 
 
 def test_score_settings_lay_overrides_over_the_recipe() -> None:
@@ -87,6 +87,21 @@ def test_artifact_texts_show_counts_model_and_reasons() -> None:
     assert flt.since is not None and flt.since.utcoffset() is not None and flt.until is None and flt.line == "L2"
 
 
+def test_only_the_folder_step_retries_and_only_for_file_system_errors() -> None:
+    """The store retries its own calls: a Prefect retry on top would multiply them (3 x 5 = 15 tries of one call)."""
+    from prefect.states import Failed
+
+    from inspect_core.store import StoreUnavailableError
+
+    store_only = (tasks.pick_model, tasks.list_unscored, tasks.score_shard, tasks.report_tables, tasks.plot_report_task, tasks.retrain_task)
+    assert [t.retries for t in store_only] == [0] * len(store_only)
+    assert tasks.ingest_folder.retries == tasks.FOLDER_RETRIES and tasks.ingest_folder.retry_condition_fn is tasks.only_file_system_errors
+    condition = tasks.only_file_system_errors
+    assert condition(None, None, Failed(data=OSError("share unmounted")))
+    assert not condition(None, None, Failed(data=StoreUnavailableError("opening the store: failed 5 times")))
+    assert not condition(None, None, Failed(data=ValueError("bad recipe")))
+
+
 def test_deployments_have_cron_schedules_in_the_configured_time_zone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(serve.TIMEZONE_ENV, "Europe/Berlin")
     found = {f"{d.flow_name}/{d.name}": d for d in serve.deployments(store_url="sqlite:///elsewhere.db")}
@@ -116,7 +131,7 @@ def test_pipeline_ingests_scores_and_reports_with_artifacts(tmp_path: Path) -> N
     store_url = f"sqlite:///{tmp_path / 'results.db'}"
     recipe = str(fast_recipe(tmp_path / "recipe.yaml"))
 
-    first = pipeline(folder=str(folder), store_url=store_url, model="tiny", config=recipe)
+    first = pipeline(folder=str(folder), store_url=store_url, camera="cam-9", line="L7", model="tiny", config=recipe)
     assert (first.ingested.registered, first.ingested.quarantined) == (3, 1)  # the empty PNG
     assert (first.scored.images, first.scored.scored, first.scored.model.name.split("@")[0]) == (3, 3, "tiny-fabric-base")
     assert first.reported.images_scored == 3 and first.reported.detections == first.scored.detections
@@ -130,7 +145,19 @@ def test_pipeline_ingests_scores_and_reports_with_artifacts(tmp_path: Path) -> N
     assert latest("pipeline-defects-per-class") == latest("report-defects-per-class")
     assert "1. **ingest**" in latest("pipeline-summary") and "# Defect report" in latest("pipeline-summary")
 
-    again = pipeline(folder=str(folder), store_url=store_url, model="tiny", config=recipe)
+    # The line follows each image into its scores and detections: the report counts them on L7, not "(no line)".
+    with open_store(store_url).connect() as connection:
+        defective = connection.execute(sa.text("select count(distinct image_id) from detections")).scalar()
+        tables = ("image_scores", "detections")
+        unlined = [connection.execute(sa.text(f"select count(*) from {t} where source_id is null")).scalar() for t in tables]
+        lined = "select distinct s.camera, s.line from image_scores c join sources s on s.id = c.source_id"
+        lines = connection.execute(sa.text(lined)).all()
+    assert unlined == [0, 0] and lines == [("cam-9", "L7")]
+    assert first.reported.images_with_defects == defective
+    assert f"| L7 | 3 | {defective} | {100 * defective / 3:.1f}% |" in first.reported.markdown
+    assert "(no line)" not in first.reported.markdown
+
+    again = pipeline(folder=str(folder), store_url=store_url, camera="cam-9", line="L7", model="tiny", config=recipe)
     assert (again.ingested.registered, again.ingested.duplicates, again.scored.scored) == (0, 3, 0)
     assert "nothing to score" in latest("scoring-summary")
     with open_store(store_url).connect() as connection:

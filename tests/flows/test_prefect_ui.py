@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import sqlalchemy as sa
 
-from inspect_core.folder_ingest import FolderWatcher
-from inspect_core.results_store import open_store
+from inspect_core.ingest.folder import FolderWatcher
+from inspect_core.store import open_store
 from tests.flows.conftest import REPO, SAMPLE, copy_samples
 
 if TYPE_CHECKING:
@@ -259,3 +260,12 @@ def test_a_quick_run_of_the_pipeline_ingests_the_sample_folder_scores_it_and_rep
     assert registered + duplicates == samples  # every sample image is in the store, once (the three already there are duplicates)
     page.get_by_text(re.compile(r"\d+ defect\(s\) on \d+ of \d+ scored image")).first.wait_for()
     page.screenshot(path=served.folder / "pipeline-summary.png", full_page=True)
+    # The figure a plant manager reads first: the defect rate of the recipe's line (cam-1 on line-1), never "(no line)".
+    line, scored, defective, rate = page.get_by_role("row").filter(has_text="line-1").first.inner_text().split()
+    assert page.get_by_text("(no line)").count() == 0
+    with sa.create_engine(f"sqlite:///{served.folder / 'results.db'}").connect() as connection:  # the store, counted on its own
+        stored = connection.exec_driver_sql(
+            "SELECT count(*), sum(s.detections > 0) FROM image_scores s JOIN sources c ON c.id = s.source_id WHERE c.line = 'line-1'"
+        ).one()
+    assert (line, int(scored), int(defective)) == ("line-1", samples, stored[1]) and stored[0] == samples
+    assert rate == f"{100 * stored[1] / samples:.1f}%"

@@ -1,0 +1,49 @@
+"""`inspect-core demo`: the plant's workflow in small on the embedded default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inspect_core.cli.common import USER_ERRORS, _fail, app, console
+from inspect_core.cli.dataset import _print_summary
+from inspect_core.cli.progress import stage_progress
+from inspect_core.cli.recipe_options import SetOption, recipe
+from inspect_core.cli.training import _print_evaluation
+from inspect_core.pipeline import run_demo
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="Recipe to run.")] = Path("configs/demo.yaml"),
+    sets: SetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """The plant's workflow in small, on the embedded default: build the sample dataset, fine-tune the
+    shipped tiny Florence-2 with LoRA, evaluate on the held-out test split, merge the adapter, and
+    score the test images into the results store (store.url of the recipe).
+
+    The same stages as `dataset build`, `train`, `evaluate`, `merge` and `score` (inspect_core.pipeline).
+
+    Example: inspect-core demo --set train.epochs=1
+    """
+    try:
+        cfg = recipe(config, sets)
+        with stage_progress(announce=not as_json) as hooks:
+            result = run_demo(cfg, hooks)
+    except USER_ERRORS as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+        return
+    _print_summary(result.dataset, as_json=False)
+    training, report, base_report, scored = result.training, result.test, result.base_test, result.scoring
+    console.print(f"fine-tuned {cfg.model.name} ({cfg.lora.strategy}) for {training.epochs_run} epoch(s): {training.output_dir / 'best'}")
+    _print_evaluation(report)
+    if base_report.detection and report.detection:
+        before, after = base_report.detection.map50, report.detection.map50
+        console.print(f"test mAP@50 before fine-tuning (the base model): {before:.3f}; after: {after:.3f}")
+    console.print(f"scored {scored.scored} test images into {cfg.store.url} ({scored.detections} defects, run {scored.run_id})")

@@ -1,0 +1,190 @@
+"""`inspect-core train|evaluate|merge|pretrain-tiny`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from inspect_core.cli.common import USER_ERRORS, _fail, _progress, app, console, errors
+from inspect_core.cli.recipe_options import SetOption, recipe
+from inspect_core.config import InspectConfig
+from inspect_core.errors import EXIT_INTERNAL, ModelLoadError
+
+if TYPE_CHECKING:
+    from inspect_core.training.evaluation import EvaluationReport
+    from inspect_core.training.loop import StopReason
+    from inspect_core.training.trainer import TrainResult
+
+
+def run_training(config: InspectConfig, dataset: Path, output: Path, resume: bool) -> TrainResult:
+    """The pipeline's train stage with a progress bar per epoch and a line per finished epoch."""
+    from inspect_core.cli.progress import stage_progress
+    from inspect_core.pipeline import train as train_stage
+
+    with stage_progress() as hooks:
+        return train_stage(config, dataset, output, resume=resume, hooks=hooks)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="YAML recipe (model, lora, train sections).")],
+    sets: SetOption = None,
+    dataset: Annotated[Path | None, typer.Option(help="Built dataset; sets dataset.output of the recipe.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Run folder; sets train.output_dir of the recipe.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its latest checkpoint.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fine-tune Florence-2 with LoRA (or another strategy) on a built dataset.
+
+    Writes best/ and latest/ checkpoints (and previous/, the fallback --resume uses if latest/ is unreadable),
+    metrics.json and loss_curve.png to the run folder. Checkpoints are written whole, then renamed into place,
+    so a run killed at any moment resumes (--resume) to the result an uninterrupted run gets.
+    Example: inspect-core train --config configs/florence2-base-3090.yaml --dataset runs/base/dataset
+    """
+    try:
+        cfg = recipe(config, sets, {"dataset.output": dataset, "train.output_dir": output})
+        result = run_training(cfg, cfg.dataset.output, cfg.train.output_dir, resume)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        console.print(
+            f"{result.stopped}{f' ({result.stop_detail})' if result.stop_detail else ''} after {result.epochs_run} epoch(s); "
+            f"best {result.metric_name} {result.best_metric} at epoch {result.best_epoch}",
+            markup=False,
+        )
+        console.print(f"checkpoints: {result.output_dir / 'best'} (best), {result.output_dir / 'latest'} (latest)", markup=False)
+    _exit_if_diverged(result.stopped, result.stop_detail)
+
+
+def _exit_if_diverged(stopped: StopReason, detail: str) -> None:
+    """A non-finite loss ends the run with its checkpoints kept (the loop's policy), but a script must see it failed: exit 1."""
+    if stopped.diverged:
+        errors.print(Text.assemble(("error: ", "bold red"), f"training stopped: {detail}"), highlight=False, soft_wrap=True)
+        raise typer.Exit(code=EXIT_INTERNAL)
+
+
+def _print_evaluation(report: EvaluationReport) -> None:
+    if report.detection:
+        # Class names and the split come from the user's files: Text cells, so rich never reads them as markup.
+        table = Table(
+            title=Text(f"{report.split}: mAP@50 {report.detection.map50:.3f}, mAP@50:95 {report.detection.map50_95:.3f}"),
+            title_justify="left",
+        )
+        for column in ("class", "AP@50", "AP@50:95", "instances"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        for name, values in report.detection.per_class.items():
+            table.add_row(Text(name), f"{values['ap50']:.3f}", f"{values['ap50_95']:.3f}", str(values["instances"]))
+        console.print(table)
+    for task, metrics in report.text.items():
+        console.print(
+            f"{task}: WER {metrics['wer']:.3f}, CER {metrics['cer']:.3f}, Levenshtein similarity {metrics['levenshtein_similarity']:.3f}",
+            markup=False,
+        )
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="Checkpoint folder (best/, latest/), merged model folder, 'tiny' or a hub id.")],
+    dataset: Annotated[Path, typer.Option(help="Built dataset folder.")],
+    split: Annotated[str, typer.Option(help="train, valid or test.")] = "test",
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per generate call; sets train.batch_size.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(min=1, help="Longest answer generated; sets train.max_new_tokens.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML; model.image_size and the train: batch settings apply.")] = None,
+    sets: SetOption = None,
+    plots: Annotated[Path | None, typer.Option(help="Folder for the confusion matrix and PR-curve PNGs.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """mAP@50, mAP@50:95 and per-class AP (real confidences), plus text metrics for dense/grounding."""
+    from inspect_core.model.trained_model import load_trained
+    from inspect_core.training.evaluation import evaluate_split
+
+    try:
+        cfg = recipe(config, sets, {"train.batch_size": batch_size, "train.max_new_tokens": max_new_tokens})
+        loaded, processor = load_trained(model, cfg.model.image_size)
+        report = evaluate_split(loaded, processor, dataset, split, cfg.train.batch_size, cfg.train.max_new_tokens, plots)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_evaluation(report)
+
+
+@app.command()
+def merge(
+    model: Annotated[Path, typer.Option(help="Checkpoint folder with a LoRA adapter (e.g. runs/train/best).")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model (safetensors + processor).")],
+    config: Annotated[Path | None, typer.Option(help="Recipe YAML; its model.image_size is saved with the merged processor.")] = None,
+    sets: SetOption = None,
+) -> None:
+    """Fold the LoRA adapter into the base weights: a plain Florence-2 for serving and ONNX export."""
+    from inspect_core.model.trained_model import merge_checkpoint
+
+    try:
+        merged = merge_checkpoint(model, out, recipe(config, sets).model.image_size)
+    except (*USER_ERRORS, ModelLoadError) as error:
+        _fail(error)
+    console.print(f"merged model written to {merged}", markup=False)
+
+
+@app.command("pretrain-tiny")
+def pretrain_tiny_command(
+    out: Annotated[Path, typer.Option(help="Where the model goes (the repo ships models/tiny-fabric-base).")] = Path(
+        "models/tiny-fabric-base"
+    ),
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimiser steps (batch 8: ~0.5 s each on 2 CPU cores), default 6000.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per step. Default 8.")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW peak learning rate. Default 1.5e-3.")] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1, help="Steps between held-out mAP evaluations. Default 500.")] = None,
+    eval_images: Annotated[int | None, typer.Option(min=1, help="Held-out images each evaluation scores. Default 64.")] = None,
+    minutes: Annotated[float | None, typer.Option(help="Stop after this many minutes even if steps remain.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the training image stream (held-out: seed + 10000). Default 0.")] = None,
+    init_from: Annotated[
+        str | None, typer.Option(help="Continue from a saved tiny model (e.g. models/tiny-fabric-base) instead of random weights.")
+    ] = None,
+    od_only_fraction: Annotated[float | None, typer.Option(min=0, max=1, help="Share of the first steps that train <OD> only.")] = None,
+    loc_sigma: Annotated[float | None, typer.Option(min=0, help="Soft location targets: Gaussian width in bins (0 = hard).")] = None,
+    multi_scale_fraction: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Share of images rendered at 288-512 px and resized, so resolution matters less.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final metrics as JSON.")] = False,
+) -> None:
+    """Build the embedded base model: a tiny Florence-2 trained from scratch on synthetic fabric.
+
+    Runs for an hour or more on CPU; progress lines report held-out mAP@50 as it goes. The best model
+    by mAP@50 is kept in --out as a plain Florence-2 (from_pretrained works), with a model card.
+    """
+    from inspect_core.training.pretrain import PretrainSettings, pretrain_tiny, write_model_card
+
+    # The defaults live in PretrainSettings (pretraining the embedded model is not a recipe setting): pass only what was given.
+    given = {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every, "eval_images": eval_images, "seed": seed,
+             "time_limit_s": minutes * 60 if minutes else None, "init_from": init_from, "od_only_fraction": od_only_fraction,
+             "loc_sigma": loc_sigma, "multi_scale_fraction": multi_scale_fraction}  # fmt: skip
+    settings = PretrainSettings(**{k: v for k, v in given.items() if v is not None})
+
+    with _progress() as progress:
+        task = progress.add_task("pretraining", total=settings.steps)
+
+        def report(entry: dict) -> None:
+            per_class = " ".join(f"{k}={v['ap50']:.2f}" for k, v in entry["per_class"].items())
+            losses = f"loss {entry['loss']:.3f} aux {entry['aux_loss']:.3f}"
+            line = f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]"
+            progress.console.print(line, markup=False)  # the per-class list is in brackets, not rich markup
+
+        result = pretrain_tiny(out, settings, log=report, progress=lambda done: progress.update(task, completed=done))
+    if not math.isnan(result.best_map50):  # a model was saved (a run that broke before its first evaluation saved none)
+        write_model_card(out)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        summary = f"{result.stopped} after {result.steps} step(s); best held-out mAP@50 {result.best_map50:.3f}; model in {out}"
+        console.print(summary, markup=False)
+    _exit_if_diverged(result.stopped, result.stop_detail)

@@ -1,0 +1,143 @@
+"""Synthetic fabric images with labelled defects, for sample data, tests and detector pretraining.
+
+Each image is a woven (``plain``, ``twill``) or knitted (``knit``) texture in a random textile colour
+and yarn size, with 0-4 defects drawn on it (``hole``, ``stain``, ``broken_yarn``, ``wrinkle``,
+``knot``), then a random lighting gradient, gaussian sensor noise and JPEG compression (encoded and
+decoded), like a real line-scan capture. A detector must learn to find these defects, so they are
+drawn with clear contrast, and every label is exact: a box is the tight bounding box of the pixels
+where the drawn defect shows (strength above ``_MASK_THRESHOLD``), in continuous coordinates (``x2``
+is the last pixel index + 1). Holes, stains and wrinkles also get a polygon: the simplified outline of
+those pixels, through their centres (index + 0.5).
+
+``LINE_MIN_THICKNESS_FRACTION``: a broken yarn is a 1-3 px line, whose tight box is nearly
+zero-thickness and fails any IoU match after a pixel of error. Its box's short side is therefore
+widened to at least this fraction of the image side (about 8 px at 256 px), centred on the line and
+shifted back inside the image where the line runs along an edge.
+
+Generation is deterministic: image ``index`` of ``seed`` draws from ``np.random.default_rng([seed,
+index])`` only, split into independent streams for the fabric, the defects and the finishing, so the
+same image rendered with ``max_defects=0`` is the identical fabric without its defects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lxml import etree
+
+from inspect_core.data.annotations import DefectObject
+from inspect_core.data.fabric_cloth import (
+    _VOC_JPEG_QUALITY,
+    DEFECT_CLASSES,
+    LINE_MIN_THICKNESS_FRACTION,
+    _encode_jpeg,
+    _finish,
+    _weave_fabric,
+)
+from inspect_core.data.fabric_defects import (
+    _add_defects,
+    _caption,
+)
+from inspect_core.errors import UsageError
+
+__all__ = ["DEFECT_CLASSES", "LINE_MIN_THICKNESS_FRACTION", "SyntheticSample", "generate_sample", "write_voc_dataset"]
+
+
+
+@dataclass(frozen=True)
+class SyntheticSample:
+    """One generated image with its labels, ready to write in any supported format."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB, already JPEG-degraded
+    objects: tuple[DefectObject, ...]
+    caption: str
+    texture: str  # plain | twill | knit
+
+
+
+
+def generate_sample(seed: int, index: int, size: int = 512, max_defects: int = 4, clean_fraction: float = 0.15) -> SyntheticSample:
+    """Image ``index`` of the synthetic set ``seed``: same arguments, same pixels and labels.
+
+    ``size`` is the square image side. The sample with ``max_defects=0`` is the same cloth, lighting
+    and noise without defects, which is how tests measure what a defect changed.
+    """
+    if size < 32:
+        raise UsageError(f"size must be at least 32 px, got {size}")
+    if max_defects < 0 or not 0.0 <= clean_fraction <= 1.0:
+        raise UsageError("max_defects must be >= 0 and clean_fraction within [0, 1]")
+    fabric_rng, defect_rng, finish_rng = np.random.default_rng([seed, index]).spawn(3)
+    fabric = _weave_fabric(fabric_rng, size)
+    objects = _add_defects(defect_rng, fabric, max_defects, clean_fraction)
+    image = _finish(finish_rng, fabric.image)
+    return SyntheticSample(image, objects, _caption(fabric, objects), fabric.texture)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pascal VOC
+
+
+def _voc_span(lo: float, hi: float, limit: int) -> tuple[int, int]:
+    """Integer VOC bounds, rounded from continuous ones, at least one pixel wide, inside the image."""
+    a, b = int(round(lo)), int(round(hi))
+    if b > a:
+        return a, b
+    return (a, a + 1) if a < limit else (limit - 1, limit)
+
+
+def _sub(parent: etree._Element, tag: str, text: str | int) -> etree._Element:
+    element = etree.SubElement(parent, tag)
+    element.text = str(text)
+    return element
+
+
+def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
+    """LabelImg's Pascal VOC layout, plus ``<caption>`` and per-object ``<description>`` it ignores."""
+    height, width = sample.image.shape[:2]
+    root = etree.Element("annotation")
+    _sub(root, "folder", folder)
+    _sub(root, "filename", filename)
+    _sub(root, "path", filename)
+    _sub(etree.SubElement(root, "source"), "database", "inspect-core synthetic")
+    size = etree.SubElement(root, "size")
+    _sub(size, "width", width)
+    _sub(size, "height", height)
+    _sub(size, "depth", 3)
+    _sub(root, "segmented", 0)
+    _sub(root, "caption", sample.caption)
+    for obj in sample.objects:
+        xmin, xmax = _voc_span(obj.box[0], obj.box[2], width)
+        ymin, ymax = _voc_span(obj.box[1], obj.box[3], height)
+        element = etree.SubElement(root, "object")
+        _sub(element, "name", obj.label)
+        _sub(element, "pose", "Unspecified")
+        # As LabelImg does: a box touching the image border is marked truncated.
+        _sub(element, "truncated", int(xmin == 0 or ymin == 0 or xmax == width or ymax == height))
+        _sub(element, "difficult", 0)
+        _sub(element, "description", obj.phrase)
+        bndbox = etree.SubElement(element, "bndbox")
+        for tag, value in (("xmin", xmin), ("ymin", ymin), ("xmax", xmax), ("ymax", ymax)):
+            _sub(bndbox, tag, value)
+    etree.indent(root, space="\t")
+    return etree.tostring(root, pretty_print=True, encoding="utf-8")
+
+
+def write_voc_dataset(out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0) -> list[Path]:
+    """Write `count` images (`fabric_{index:05d}.jpg`) + LabelImg Pascal VOC XML (`fabric_{index:05d}.xml`)
+    side by side in out_dir; returns the xml paths.
+
+    The format LabelImg reads lets people inspect and correct the synthetic labels by hand.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xml_paths = []
+    for index in range(start_index, start_index + count):
+        sample = generate_sample(seed, index, size)
+        image_name = f"fabric_{index:05d}.jpg"
+        (out_dir / image_name).write_bytes(_encode_jpeg(sample.image, _VOC_JPEG_QUALITY))
+        xml_path = out_dir / f"fabric_{index:05d}.xml"
+        xml_path.write_bytes(_voc_xml(sample, out_dir.name, image_name))
+        xml_paths.append(xml_path)
+    return xml_paths

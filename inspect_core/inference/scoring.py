@@ -1,0 +1,266 @@
+"""Batch scoring: images in, defects with class, box and confidence out, into the results store.
+
+What makes it faster than scoring one image at a time with beam search and an unmerged adapter:
+worker processes read, hash, decode and resize the next batch while the model runs; the adapter is
+merged into the weights once; generation is batched greedy decoding with the KV cache. Images this
+model version already scored are skipped before the model sees them, and each batch is stored in one
+transaction, so a run killed at any moment and started again scores every image exactly once.
+Unreadable, empty, truncated, non-image and oversized files are quarantined; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from inspect_core.config import ScoreSection
+from inspect_core.data.importers.image_files import name_problem, read_image, shown_path
+from inspect_core.data.worker_lifetime import die_with_parent
+from inspect_core.inference.detector import Detection, detect
+from inspect_core.inference.onnx_backend import MANIFEST as ONNX_MANIFEST
+from inspect_core.inference.onnx_backend import OnnxFlorence
+from inspect_core.inference.tiling import merge_tile_detections, tile_windows, to_image_coordinates
+from inspect_core.model.lora import merge_adapter
+from inspect_core.model.precision import use_bf16
+from inspect_core.model.trained_model import MODEL_INFO, load_trained, resolve_trained_source, saved_input_size
+from inspect_core.store import (
+    Engine,
+    ScoredImage,
+    StoredDetection,
+    add_skipped,
+    already_scored,
+    finish_run,
+    quarantine,
+    register_model,
+    start_run,
+    write_scored_batch,
+)
+
+
+class Detector(Protocol):
+    """A backend: square RGB crops at the model's input size in, detections in crop pixels out."""
+
+    input_size: int
+
+    def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]: ...
+
+
+def scoring_dtype(precision: str, device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if use_bf16(precision, device) else torch.float32
+
+
+class TorchDetector:
+    """The PyTorch backend: a merged model (adapters folded into the weights once, at load), on the GPU if there is one."""
+
+    def __init__(self, model_dir: str, precision: str, image_size: int | None = None) -> None:
+        model, self.processor = load_trained(model_dir, image_size)
+        model = merge_adapter(model) if hasattr(model, "merge_and_unload") else model
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(device=device, dtype=scoring_dtype(precision, device)).eval()
+        self.input_size = int(self.processor.image_processor.size["height"])
+
+    def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]:
+        return detect(self.model, self.processor, crops, "<OD>", max_new_tokens=max_new_tokens, num_beams=num_beams)
+
+
+def load_detector(model_dir: str, backend: str, precision: str, image_size: int | None = None) -> Detector:
+    """The backend at the recipe's ``model.image_size`` (None: the size the model was saved or exported with)."""
+    if backend == "onnx":
+        detector = OnnxFlorence(Path(model_dir))
+        if image_size is not None and image_size != detector.input_size:
+            raise ValueError(
+                f"model.image_size {image_size}: the ONNX export in {model_dir} takes {detector.input_size} px images; "
+                f"export again with that model.image_size, or drop it from the recipe"
+            )
+        return detector
+    return TorchDetector(model_dir, precision, image_size)
+
+
+@dataclass(slots=True)
+class LoadedFrame:
+    """One image as a worker prepared it: windows (one, or tiles) resized to the model input."""
+
+    path: str
+    captured_at: datetime
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    windows: list[tuple[int, int, int, int]] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+
+
+class FrameDataset(Dataset):
+    """Reads, hashes, decodes, tiles and resizes images; runs inside DataLoader worker processes."""
+
+    def __init__(self, paths: Sequence[Path], input_size: int, settings: ScoreSection) -> None:
+        self.paths, self.input_size, self.settings = list(paths), input_size, settings
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> LoadedFrame:
+        path = self.paths[index]
+        if unusable := name_problem(path):  # the path policy of every file walk: see image_files.name_problem
+            return LoadedFrame(shown_path(path), datetime.now(timezone.utc), error=unusable)
+        try:
+            captured_at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        except OSError as exc:
+            return LoadedFrame(str(path), datetime.now(timezone.utc), error=f"cannot read image {path.name}: {exc}")
+        loaded = read_image(path)
+        if isinstance(loaded, str):
+            return LoadedFrame(str(path), captured_at, error=loaded)
+        pixels, sha256 = loaded
+        height, width = pixels.shape[:2]
+        if self.settings.tile:
+            windows = tile_windows(width, height, self.settings.tile_size or min(width, height), self.settings.tile_overlap)
+        else:
+            windows = [(0, 0, width, height)]
+        size = (self.input_size, self.input_size)
+        crops = [cv2.resize(pixels[y0:y1, x0:x1], size, interpolation=cv2.INTER_CUBIC) for x0, y0, x1, y1 in windows]
+        return LoadedFrame(str(path), captured_at, sha256, width, height, windows, crops)
+
+
+@dataclass
+class ScoreSummary:
+    run_id: int
+    model_version: str
+    images: int
+    scored: int
+    skipped: int
+    quarantined: int
+    detections: int
+    per_class: dict[str, int]
+    seconds: float
+    quarantined_files: dict[str, str] = field(default_factory=dict)  # path (as shown) -> reason, this run's
+
+    @property
+    def images_per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {**self.__dict__, "images_per_second": round(self.images_per_second, 3)}
+
+
+def settings_hash(settings: ScoreSection) -> str:
+    return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+
+
+def register_model_dir(engine: Engine, model_dir: str, image_size: int | None = None) -> tuple[int, str]:
+    """The registry id and name of the model in ``model_dir`` (a checkpoint's base and adapter recorded;
+    for an ONNX export, the model it was exported from), with the input size it scores at in its metrics."""
+    info_file, onnx_file = Path(model_dir) / MODEL_INFO, Path(model_dir) / ONNX_MANIFEST
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    if onnx_file.is_file():
+        info = {"base_model": json.loads(onnx_file.read_text()).get("source", {}).get("model", model_dir)}
+    base = info.get("base_model", model_dir)
+    adapter = model_dir if info.get("kind") == "adapter" else None
+    saved = saved_input_size(model_dir)
+    image_size = image_size or saved  # who registers first (scoring, a flow's model pick) records the same
+    metrics = {"image_size": image_size} if image_size is not None else None
+    # Another input size gives other answers: a version of its own (the saved size keeps the plain weights' identity).
+    variant = f"image_size={image_size}" if image_size is not None and saved is not None and image_size != saved else None
+    version = register_model(engine, Path(model_dir), base_model=base, adapter=adapter, metrics=metrics, variant=variant)
+    return int(version.id), version.name
+
+
+def _frame_detections(frame: LoadedFrame, found: list[list[Detection]], input_size: int, settings: ScoreSection) -> list[Detection]:
+    """Detections of one image in its own pixels: tiles mapped back and merged, thresholds applied."""
+    placed: list[Detection] = []
+    for window, detections in zip(frame.windows, found):
+        scale = ((window[2] - window[0]) / input_size, (window[3] - window[1]) / input_size)
+        placed.extend(to_image_coordinates(detections, window, scale))
+    if len(frame.windows) > 1:
+        placed = merge_tile_detections(placed, settings.tile_merge_overlap)
+    return [d for d in placed if d.score >= settings.threshold(d.label)]
+
+
+def score_images(
+    paths: Sequence[Path], model: str, engine: Engine, settings: ScoreSection, source_id: int | None = None,
+    progress: Callable[[int], None] | None = None, detector: Detector | None = None, image_size: int | None = None,
+) -> ScoreSummary:  # fmt: skip
+    """Score ``paths`` with ``model`` (``tiny``, a model or checkpoint folder) into the store ``engine``.
+
+    ``image_size`` is the recipe's ``model.image_size``: the side crops are resized to (None: the
+    size the model was saved with); it is recorded with the model version.
+
+    ``progress`` is called with the number of images finished after each batch. A failure marks
+    the run failed (what was stored stays stored and is skipped next time) and re-raises.
+    """
+    # The onnx backend reads an export folder (``inspect-core export onnx``) as it is.
+    paths = [Path(p).resolve() for p in paths]
+    model_dir = model if settings.backend == "onnx" else resolve_trained_source(model)
+    detector = detector or load_detector(model_dir, settings.backend, settings.precision, image_size)
+    version_id, version_name = register_model_dir(engine, model_dir, detector.input_size)
+    started = time.perf_counter()  # throughput counts scoring, not the one-off model load
+    run_id = start_run(engine, version_id, settings_hash(settings), len(paths))
+    loader = DataLoader(
+        FrameDataset(paths, detector.input_size, settings), batch_size=settings.batch_size, num_workers=settings.num_workers,
+        collate_fn=list, prefetch_factor=2 if settings.num_workers else None,
+        worker_init_fn=functools.partial(_bind_worker, os.getpid()) if settings.num_workers else None,
+    )  # fmt: skip
+    per_class: Counter[str] = Counter()
+    counts = Counter()
+    quarantined: dict[str, str] = {}
+    try:
+        for frames in loader:
+            for frame in frames:
+                if frame.error:
+                    quarantine(engine, frame.path, frame.error, stage="score", run_id=run_id)  # one row per file, however many reruns
+                    quarantined[frame.path] = frame.error
+            good = [f for f in frames if not f.error]
+            done = already_scored(engine, version_id, [f.sha256 for f in good])
+            todo = [f for f in good if f.sha256 not in done]
+            if len(good) > len(todo):
+                add_skipped(engine, run_id, len(good) - len(todo))
+            crops = [crop for f in todo for crop in f.crops]
+            found: list[list[Detection]] = []
+            with torch.inference_mode():
+                for start in range(0, len(crops), settings.batch_size):
+                    found.extend(detector(crops[start : start + settings.batch_size], settings.max_new_tokens, settings.num_beams))
+            scored: list[ScoredImage] = []
+            for frame in todo:
+                mine, found = found[: len(frame.windows)], found[len(frame.windows) :]
+                kept = _frame_detections(frame, mine, detector.input_size, settings)
+                per_class.update(d.label for d in kept)
+                stored = [StoredDetection(d.label, d.score, d.box) for d in kept]
+                scored.append(ScoredImage(frame.sha256, frame.path, frame.width, frame.height, frame.captured_at, source_id, stored))
+            write_scored_batch(engine, run_id, version_id, scored)
+            counts.update(quarantined=len(frames) - len(good), skipped=len(good) - len(todo))
+            if progress:
+                progress(len(frames))
+    except BaseException as error:
+        try:
+            finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")
+        except Exception as unrecorded:  # the store is what failed (down, read-only): the next start reaps the run
+            error.add_note(f"the run could not be marked failed either: {unrecorded}")
+        raise
+    record = finish_run(engine, run_id, "completed")
+    return ScoreSummary(
+        run_id=run_id, model_version=version_name, images=len(paths), scored=record.images_scored, skipped=counts["skipped"],
+        quarantined=counts["quarantined"], detections=record.detections, per_class=dict(sorted(per_class.items())),
+        seconds=time.perf_counter() - started, quarantined_files=quarantined,
+    )  # fmt: skip
+
+
+def _bind_worker(parent_pid: int, _worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the image-reading worker dies with the scorer (kill -9 included).
+
+    A worker blocked handing a batch to a parent that was killed never reaches torch's own parent
+    check, and lived on for minutes; the kernel's parent-death signal ends it at once.
+    """
+    die_with_parent(parent_pid)
