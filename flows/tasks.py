@@ -27,8 +27,9 @@ from prefect.logging import get_run_logger
 from inspect_core.config import InspectConfig, ScoreSection
 from inspect_core.data.dataset_builder import BuildSummary
 from inspect_core.data.sources import import_and_build
+from inspect_core.errors import EnvironmentFailure
 from inspect_core.inference.scoring import Detector, ScoreSummary, load_detector, register_model_dir, score_images
-from inspect_core.ingest.camera import CameraCapture, CaptureReport, parse_source
+from inspect_core.ingest.camera import CameraCapture, CaptureReport, parse_source, shown_source
 from inspect_core.ingest.folder import FolderWatcher, IngestReport
 from inspect_core.model.trained_model import resolve_trained_source
 from inspect_core.reporting import plot_report
@@ -163,6 +164,8 @@ def capture_frames(
     capture = CameraCapture(parse_source(source), Path(out_dir), camera, line, every_seconds=every_seconds, max_reconnects=max_reconnects)
     report = capture.run(max_frames=max_frames)
     get_run_logger().info("camera %s: %d frame(s) written, %s", camera, report.written, report.end_reason)
+    if report.failed:  # as `inspect-core ingest camera` exits non-zero: a camera that is gone fails the run, visibly
+        raise EnvironmentFailure(f"camera {camera} ({shown_source(capture.source)}): {report.end_reason}; {report.written} frame(s) kept")
     return report
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from inspect_core.cli.common import USER_ERRORS, _fail, app, console, errors
@@ -25,7 +26,7 @@ def _stats_table(title: str, splits: dict[str, SplitStats]) -> Table:
     """One column per split, one row per count: stays narrow however many classes there are."""
     classes = sorted({c for s in splits.values() for c in s.objects})
     tasks = [t for t in ("od", "dense", "grounding") if any(t in s.records for s in splits.values())]
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("")
     for split in splits:
         table.add_column(split, justify="right")
@@ -33,7 +34,7 @@ def _stats_table(title: str, splits: dict[str, SplitStats]) -> Table:
     rows += [(f"objects: {c}", lambda s, c=c: s.objects.get(c, 0)) for c in classes]
     rows += [(f"records: {t}", lambda s, t=t: s.records.get(t, 0)) for t in tasks]
     for name, value in rows:
-        table.add_row(name, *(str(value(s)) for s in splits.values()))
+        table.add_row(escape(name), *(str(value(s)) for s in splits.values()))
     return table
 
 
@@ -44,7 +45,7 @@ def _print_summary(summary: BuildSummary, as_json: bool) -> None:
         return
     console.print(_stats_table(f"{summary.output} ({summary.source_format} import, order: {summary.order})", summary.splits))
     if summary.skipped:
-        console.print(f"[yellow]{len(summary.skipped)} item(s) skipped[/]: see {summary.output / 'skipped.json'}")
+        console.print(f"[yellow]{len(summary.skipped)} item(s) skipped[/]: see {escape(str(summary.output / 'skipped.json'))}")
 
 
 def run_build(config: InspectConfig, out: Path, overwrite: bool) -> BuildSummary:
@@ -127,4 +128,4 @@ def dataset_synth(
 
     with errors.status(f"generating {count} images"):
         written = write_voc_dataset(out, count=count, seed=seed, size=size)
-    console.print(f"wrote {len(written)} images with VOC labels to {out}")
+    console.print(f"wrote {len(written)} images with VOC labels to {out}", markup=False, highlight=False)

@@ -41,9 +41,16 @@ def demo(
         return
     _print_summary(result.dataset, as_json=False)
     training, report, base_report, scored = result.training, result.test, result.base_test, result.scoring
-    console.print(f"fine-tuned {cfg.model.name} ({cfg.lora.strategy}) for {training.epochs_run} epoch(s): {training.output_dir / 'best'}")
+    best = training.output_dir / "best"
+    console.print(
+        f"fine-tuned {cfg.model.name} ({cfg.lora.strategy}) for {training.epochs_run} epoch(s): {best}", markup=False, highlight=False
+    )
     _print_evaluation(report)
     if base_report.detection and report.detection:
         before, after = base_report.detection.map50, report.detection.map50
         console.print(f"test mAP@50 before fine-tuning (the base model): {before:.3f}; after: {after:.3f}")
-    console.print(f"scored {scored.scored} test images into {cfg.store.url} ({scored.detections} defects, run {scored.run_id})")
+    console.print(
+        f"scored {scored.scored} test images into {cfg.store.url} ({scored.detections} defects, run {scored.run_id})",
+        markup=False,
+        highlight=False,
+    )

@@ -82,14 +82,14 @@ def ingest_folder(
     where = f"watching {watcher.folder} for camera {settings.camera_id} on line {settings.line_id}"
     if once:
         try:
-            with errors.status(where):
+            with errors.status(escape(where)):
                 report = watcher.catch_up(settings.poll_seconds)
         except (StoreUnavailableError, OSError) as error:
             _fail(error)
         if as_json:
             typer.echo(json.dumps(report.as_dict(), indent=2))
             return
-        console.print(report.summary())
+        console.print(report.summary(), markup=False, highlight=False)
         for path, reason in report.quarantined.items():
             console.print(f"[yellow]quarantined[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
         return
@@ -99,15 +99,15 @@ def ingest_folder(
             if as_json:
                 typer.echo(json.dumps(report.as_dict()))
             else:
-                errors.print(report.summary(), highlight=False)
+                errors.print(report.summary(), markup=False, highlight=False)
 
-    with errors.status(where):
+    with errors.status(escape(where)):
         totals = watcher.watch(settings.poll_seconds, on_poll=on_poll)
     if as_json:
         typer.echo(json.dumps(totals.as_dict()))
     else:
         counts = f"{totals.registered} registered, {totals.duplicates} duplicate(s), {totals.quarantined} quarantined"
-        console.print(f"{totals.polls} poll(s): {counts}")
+        console.print(f"{totals.polls} poll(s): {counts}", markup=False)
 
 
 @ingest_app.command("camera")
@@ -182,7 +182,8 @@ def ingest_camera(
         rejected = ", ".join(f"{count} {reason}" for reason, count in sorted(report.rejected.items())) or "none"
         console.print(
             f"{report.written} frame(s) written to {settings.frames_dir} from {report.frames_read} read; rejected: {rejected}; "
-            f"{report.reconnects} reconnect(s); {report.end_reason}"
+            f"{report.reconnects} reconnect(s); {report.end_reason}",
+            markup=False, highlight=False,
         )
     if report.failed:  # a cron job or Prefect must see a camera that is gone, not a clean exit
         where = f"camera {settings.camera_id} ({shown_source(capture.source)})"

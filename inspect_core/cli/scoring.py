@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -69,11 +70,13 @@ def score(
         return
     console.print(
         f"run {summary.run_id} ({summary.model_version}): {summary.scored} scored, {summary.skipped} already scored, "
-        f"{summary.quarantined} quarantined, {summary.detections} defects, {summary.images_per_second:.2f} images/s"
+        f"{summary.quarantined} quarantined, {summary.detections} defects, {summary.images_per_second:.2f} images/s",
+        markup=False,
+        highlight=False,
     )
     table = Table("class", "defects")
     for name, count in summary.per_class.items():
-        table.add_row(name, str(count))
+        table.add_row(escape(name), str(count))
     console.print(table)
 
 
@@ -131,7 +134,9 @@ def export_onnx_command(
         return
     sizes = ", ".join(f"{out / manifest['graphs'][k]} ({mb} MB)" for k, mb in manifest["graph_mb"].items())
     parity = manifest["parity_vs_torch"]
-    console.print(f"exported {model} ({manifest['quantization'] or 'fp32'}, opset {opset}) in {manifest['export_s']} s: {sizes}")
+    console.print(
+        f"exported {model} ({manifest['quantization'] or 'fp32'}, opset {opset}) in {manifest['export_s']} s: {sizes}", markup=False
+    )
     console.print(
         f"max difference from PyTorch: encoder {parity['encoder_hidden_max_abs_diff']:.2g}, "
         f"decoder-step logits {parity['step_logits_max_abs_diff']:.2g}"

@@ -5,7 +5,9 @@ worker processes read, hash, decode and resize the next batch while the model ru
 merged into the weights once; generation is batched greedy decoding with the KV cache. Images this
 model version already scored are skipped before the model sees them, and each batch is stored in one
 transaction, so a run killed at any moment and started again scores every image exactly once.
-Unreadable, empty, truncated, non-image and oversized files are quarantined; the batch goes on.
+Unreadable, empty, truncated, non-image and oversized files (over the decode budget, from the header) and files
+whose name is not UTF-8 are quarantined, once per file however often rerun; the batch goes on. Image-reading
+workers die with the scorer (kill -9 included), so a killed run leaves nothing behind to finish.
 """
 
 from __future__ import annotations

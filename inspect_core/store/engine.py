@@ -38,6 +38,9 @@ _SUPPORTED_DRIVERS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgres
 _PERMANENT_MESSAGES = ("already exists", "no such table", "no such column", "has no column", "duplicate column", "syntax error",
                        "readonly database", "disk is full", "disk i/o error", "unable to open database file", "not a database",
                        "malformed", "no space left")  # fmt: skip
+# Of those, the ones where the machine failed, not the code: a full or read-only disk, a file that cannot
+# be opened or read. They raise at once as StoreUnavailableError (exit 1, "the machine failed"), not as a bug.
+_MACHINE_MESSAGES = ("readonly database", "disk is full", "disk i/o error", "unable to open database file", "no space left")
 
 
 class StoreUnavailableError(EnvironmentFailure):
@@ -74,7 +77,8 @@ def with_retries(operation: Callable[[], T], what: str, attempts: int | None = N
 
     Transient failures (``is_transient``) are retried up to ``attempts`` times in all, waiting
     ``base_delay_s`` * 2**k between them; after the last a ``StoreUnavailableError`` carries the real
-    cause. Anything else raises at once, unchanged.
+    cause. A disk that is full or read-only raises ``StoreUnavailableError`` at once; anything else
+    raises at once, unchanged.
     """
     attempts = attempts or RETRY_ATTEMPTS
     base_delay_s = RETRY_BASE_DELAY_S if base_delay_s is None else base_delay_s
@@ -84,7 +88,13 @@ def with_retries(operation: Callable[[], T], what: str, attempts: int | None = N
         retry=retry_if_exception(is_transient),
         retry_error_callback=_give_up(what, attempts),
     )
-    return policy(operation)
+    try:
+        return policy(operation)
+    except sa.exc.OperationalError as error:
+        cause = str(error.orig or error)
+        if any(text in cause.lower() for text in _MACHINE_MESSAGES):
+            raise StoreUnavailableError(f"{what}: the results store cannot be written or read: {cause}") from error
+        raise
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

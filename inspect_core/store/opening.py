@@ -32,7 +32,15 @@ from sqlmodel import SQLModel
 
 import inspect_core.store.schema  # noqa: F401  (registers the tables on SQLModel.metadata)
 from inspect_core.errors import BadInputError, EnvironmentFailure, UsageError
-from inspect_core.store.engine import create_store_engine, is_transient, parse_store_url, safe_url, sqlite_file, with_retries
+from inspect_core.store.engine import (
+    StoreUnavailableError,
+    create_store_engine,
+    is_transient,
+    parse_store_url,
+    safe_url,
+    sqlite_file,
+    with_retries,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +211,12 @@ def open_store(url: str, create: bool = True) -> Engine:
     except sa.exc.DBAPIError as error:
         engine.dispose()
         raise _opening_error(where, error) from error
+    except StoreUnavailableError as error:  # a full or read-only disk, raised at once: say it as opening says it
+        engine.dispose()
+        cause = error.__cause__
+        if isinstance(cause, sa.exc.DBAPIError) and not is_transient(cause):
+            raise _opening_error(where, cause) from cause
+        raise
     except BaseException:
         engine.dispose()
         raise

@@ -146,7 +146,8 @@ def _counted(engine: Engine, flt: ReportFilter) -> sa.Subquery:
     since, until = (None if t is None else t.astimezone(timezone.utc) for t in (flt.since, flt.until))
     first = None if since is None else since.date() + timedelta(days=int(since.time() != datetime.min.time()))
     end = None if until is None else until.date()
-    lowest = 0 if flt.min_confidence is None else min(DAY_COUNT_BINS, max(0, math.ceil(flt.min_confidence * DAY_COUNT_BINS)))
+    # clamped first: a huge min_confidence (1e306) would overflow the product; above 1.0 no bin is whole either way
+    lowest = 0 if flt.min_confidence is None else math.ceil(min(1.0, max(0.0, flt.min_confidence)) * DAY_COUNT_BINS)
     bin_expr = _confidence_bin(engine, DAY_COUNT_BINS)
     detail = sa.select(
         _utc_day(engine, _D.c.captured_at).label("day"), _D.c.class_name.label("class_name"), bin_expr.label("bin"),

@@ -179,6 +179,17 @@ def test_ingest_captures_frames_from_a_video_file_then_registers_them(tmp_path: 
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_a_camera_that_is_gone_fails_the_ingest_run_as_the_cli_does(tmp_path: Path) -> None:
+    """`inspect-core ingest camera` exits 1 when it gives up on a live source; the flow run must fail too, not end Completed."""
+    from inspect_core.errors import EnvironmentFailure
+
+    quick = ["ingest.max_reconnects=0", "ingest.backoff_initial_seconds=0.01", "ingest.backoff_max_seconds=0.01"]
+    with pytest.raises(EnvironmentFailure, match=r"camera cam-7 \(rtsp://127\.0\.0\.1:9/.*gave up"):
+        ingest(folder=str(tmp_path / "frames"), store_url=f"sqlite:///{tmp_path / 'r.db'}", camera="cam-7", line="L3",
+               settle_seconds=0.0, camera_source="rtsp://127.0.0.1:9/loom3", max_frames=2, overrides=quick)  # fmt: skip
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_train_promotes_a_first_challenger_that_scoring_then_uses(tmp_path: Path) -> None:
     copy_samples(tmp_path / "labelled" / "batch-1", 8, labels=True)
     store_url = f"sqlite:///{tmp_path / 'results.db'}"

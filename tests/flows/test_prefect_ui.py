@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +24,8 @@ import sqlalchemy as sa
 
 from inspect_core.ingest.folder import FolderWatcher
 from inspect_core.store import open_store
-from tests.flows.conftest import REPO, SAMPLE, copy_samples
+from tests.flows.conftest import SAMPLE, copy_samples
+from tests.flows.servers import free_port, healthy, start, stop
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -43,12 +41,6 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="Python Playw
 sync_playwright, PlaywrightTimeoutError = playwright_api.sync_playwright, playwright_api.TimeoutError
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_until(check: Callable[[], bool], seconds: float, what: str, process: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -58,30 +50,6 @@ def wait_until(check: Callable[[], bool], seconds: float, what: str, process: su
             pytest.fail(f"{what}: the process exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
     pytest.fail(f"{what} not ready after {seconds} s:\n{log.read_text()[-3000:]}")
-
-
-def healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A background process in its own session, so the whole group (flow-run children too) can be stopped."""
-    with log.open("w") as out:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,9 @@ once; the store must end with every image scored exactly once, whichever worker 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,17 +21,12 @@ import sqlalchemy as sa
 from inspect_core.ingest.folder import FolderWatcher
 from inspect_core.store import open_store
 from tests.flows.conftest import REPO, copy_samples, fast_recipe
+from tests.flows.servers import free_port, healthy, start, stop
 
 # ~2 min on a busy 2-core machine: a server, two workers and four flow-run processes start from cold.
 pytestmark = pytest.mark.slow
 RUNS = 4
 IMAGES = 8
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], seconds: float, what: str, logs: list[Path]) -> None:
@@ -44,30 +36,6 @@ def wait_until(check: Callable[[], bool], seconds: float, what: str, logs: list[
             return
         time.sleep(1)
     pytest.fail(f"{what} not done after {seconds} s:\n" + "\n".join(f"--- {log}\n{log.read_text()[-2500:]}" for log in logs))
-
-
-def healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A background process in its own session, so the whole group (flow-run children too) can be stopped."""
-    with log.open("w") as out:
-        return subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def test_two_workers_share_one_pool_and_score_every_image_once(tmp_path: Path, postgres_url: str) -> None:

@@ -151,7 +151,7 @@ REJECTED = [
     pytest.param({"data.yaml": "names: ['<loc_5>']\n"}, 3, ["data.yaml", "names[0]", "token markup"], id="yolo-class-loc-token"),
     pytest.param({"classes.txt": "hole\n<loc_1>\n"}, 3, ["classes.txt", "line 2", "token markup"], id="yolo-classes-txt-token"),
     pytest.param({"classes.txt": b"h\xf4le\n"}, 3, ["classes.txt", "not valid UTF-8"], id="yolo-classes-txt-not-utf8"),
-    pytest.param({"data.yaml": "names: [" + "x, " * 400_000 + "]\n"}, 3, ["data.yaml", "at most"], id="yolo-yaml-oversized"),
+    pytest.param({"data.yaml": "names: [" + "x, " * 400_000 + "]\n"}, 3, ["data.yaml", "larger than 1048576"], id="yolo-yaml-oversized"),
     pytest.param({"data.yaml": "names: [hole]\n", "a.txt": b"0 0.5 0.5 0.2 0.2 \xff\n"}, 3, ["a.txt", "line 1", "not valid UTF-8"],
                  id="yolo-label-not-utf8"),
     pytest.param({"data.yaml": "names: [hole]\n", "a.txt": "0 nan 0.5 0.2 0.2\n"}, 3, ["a.txt", "line 1", "NaN"], id="yolo-label-nan"),

@@ -482,7 +482,7 @@ def test_a_full_disk_under_the_store_mid_run_stops_cleanly_and_a_rerun_completes
     killer = StoreKiller(after=3, pull=lambda: filled.append(fill(tmpfs)))
     monkeypatch.setattr("inspect_core.inference.scoring.load_detector", lambda *a, **k: killer)
     code, _out, err = run_cli([*score_args(frames, db), "--set", "score.batch_size=2"], capsys)
-    assert code == 1 and "full" in err.lower(), err
+    assert code == 1 and "full" in err.lower() and "bug" not in err, err  # the machine failed, not the code
     assert "Traceback" not in err
     filled[0].unlink()  # space freed
     written = stored_counts(db)

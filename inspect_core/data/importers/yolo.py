@@ -5,7 +5,7 @@ Layouts: Roboflow (``train|valid|test/images`` + ``.../labels``), Ultralytics
 ``class cx cy w h`` (normalised) or YOLO-seg polygons ``class x1 y1 x2 y2 ...``. An image without a
 label file is a clean image, as in YOLO itself.
 
-``data.yaml`` is read without YAML aliases (a Roboflow or Ultralytics file has none, and nested
+``data.yaml`` is read by the one safe YAML reader, without aliases (a Roboflow or Ultralytics file has none, and nested
 aliases expand exponentially) and its ``names`` must be ids 0..n-1 with clean class names.
 """
 
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from inspect_core.config import safe_yaml_load
 from inspect_core.data.annotations import (
     AnnotatedImage,
     AnnotationError,
@@ -26,7 +25,7 @@ from inspect_core.data.annotations import (
     source_key_for,
 )
 from inspect_core.data.importers.image_files import IMAGE_SUFFIXES
-from inspect_core.data.importers.import_result import ImportCollector, ImportResult
+from inspect_core.data.importers.import_result import DatasetImportError, ImportCollector, ImportResult
 from inspect_core.data.importers.label_files import ensure_inside, read_text
 
 NAME_FILES = ("data.yaml", "data.yml", "classes.txt")
@@ -37,20 +36,12 @@ MAX_NAMES_FILE_BYTES = 1 << 20
 
 
 def _load_yaml(path: Path) -> object:
-    """``data.yaml`` as data; malformed YAML, aliases and oversized files are errors naming the file and line."""
-    text = read_text(path)
-    if len(text) > MAX_NAMES_FILE_BYTES:
-        raise AnnotationError(path, "file", "yaml", f"{len(text)} characters; a class-name file is at most {MAX_NAMES_FILE_BYTES}")
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise AnnotationError(path, f"line {event.start_mark.line + 1}", "yaml", "YAML aliases (*name) are not allowed here")
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise AnnotationError(path, f"line {mark.line + 1}" if mark else "file", "yaml", f"malformed YAML: {exc}") from None
-    except RecursionError:
-        raise AnnotationError(path, "file", "yaml", "YAML nested too deeply") from None
+    """``data.yaml`` as data, through the tool's one safe YAML reader (``inspect_core.config.safe_yaml``).
+
+    Stricter than for recipes: no aliases at all (a Roboflow or Ultralytics export has none) and at most
+    1 MiB; malformed YAML, duplicate keys and every refusal name the file and line.
+    """
+    return safe_yaml_load(read_text(path), path, error=DatasetImportError, max_aliases=0, max_bytes=MAX_NAMES_FILE_BYTES)
 
 
 def _names_from_yaml(path: Path, data: object) -> list[str]:
