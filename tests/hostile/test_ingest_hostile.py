@@ -22,7 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import write_image
-from tests.hostile.test_scoring_hostile import BAD_NAMES, GOOD, bytes_path, good_frames, hostile_files, png_of_size, run_cli, sql
+from tests.hostile.scoring_helpers import (
+    BAD_NAMES,
+    GOOD,
+    bytes_path,
+    good_frames,
+    hostile_files,
+    png_of_size,
+    run_cli,
+    sql,
+    write_fuzz_files,
+)
 
 
 def ingest_args(folder: Path, db: Path, *extra: str) -> list[str]:
@@ -99,10 +109,7 @@ def test_fuzzed_files_in_a_watched_folder_never_stop_ingest(files: list[tuple[st
     with tempfile.TemporaryDirectory() as scratch:
         frames, db = Path(scratch) / "frames", Path(scratch) / "results.db"
         good = good_frames(frames, 2)
-        hostile = []
-        for i, (kind, data) in enumerate(files):
-            hostile.append(frames / f"fuzz_{i}.{kind}")
-            hostile[-1].write_bytes(data)
+        hostile = write_fuzz_files(frames, files)
         code, out, err = run_cli([*ingest_args(frames, db), "--json"], capsys)
         assert code == 0, err
         report = json.loads(out)
