@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -135,7 +135,6 @@ class DemoResult:
     test: EvaluationReport
     merged: Path
     scoring: ScoreSummary
-    extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"dataset": str(self.dataset.output), "base_test": self.base_test.as_dict(), "training": self.training.as_dict(),

@@ -43,11 +43,14 @@ def test_build_stage_reads_the_recipe_and_reports_progress(tmp_path: Path) -> No
     source = _voc_set(tmp_path / "src", 10)
     config = _recipe(tmp_path, **{"dataset.source": str(source), "dataset.output": str(tmp_path / "built"), "augment.offline": False})
     seen: dict[str, object] = {}
-    hooks = pipeline.StageHooks(stage=lambda name: seen.setdefault("stage", name), build_progress=lambda d, t: seen.update(done=d, total=t))
+    hooks = pipeline.StageHooks(
+        stage=lambda name: seen.setdefault("stage", name), imported=lambda result: seen.update(imported=len(result.images)),
+        build_progress=lambda d, t: seen.update(done=d, total=t),
+    )
     summary = pipeline.build(config, hooks=hooks)
     assert summary.output == tmp_path / "built" and (tmp_path / "built" / "dataset.json").is_file()
     assert sum(s.source_images for s in summary.splits.values()) == 10
-    assert seen["stage"] == "build" and seen["done"] == seen["total"] == 10
+    assert seen["stage"] == "build" and seen["imported"] == seen["done"] == seen["total"] == 10
 
 
 def test_train_and_evaluate_refuse_a_folder_that_is_not_a_built_dataset(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import TaskID
 
 from inspect_core.cli.common import _progress
+from inspect_core.data.importers import ImportResult
 from inspect_core.pipeline import StageHooks
 
 
@@ -35,6 +36,9 @@ def stage_progress(announce: bool = False) -> Iterator[StageHooks]:
             new_bar(name)
             epoch["n"] = 1
 
+        def imported(result: ImportResult) -> None:  # the bar's total is known before the first image is written
+            progress.update(current["bar"], description="writing images", total=len(result.images), completed=0)
+
         def build_progress(done: int, total: int) -> None:
             progress.update(current["bar"], description="writing images", completed=done, total=total)
 
@@ -52,5 +56,5 @@ def stage_progress(announce: bool = False) -> Iterator[StageHooks]:
         def score_progress(n: int) -> None:
             progress.advance(current["bar"], n)
 
-        yield StageHooks(stage=stage, build_progress=build_progress, train_step=train_step, train_epoch=train_epoch,
+        yield StageHooks(stage=stage, imported=imported, build_progress=build_progress, train_step=train_step, train_epoch=train_epoch,
                          score_total=score_total, score_progress=score_progress)  # fmt: skip
