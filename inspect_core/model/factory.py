@@ -18,7 +18,7 @@ import torch
 from transformers import AutoProcessor, Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
 
 from inspect_core.config import ModelSection
-from inspect_core.errors import ModelLoadError
+from inspect_core.errors import ModelLoadError, UsageError
 
 EMBEDDED_MODEL = "tiny"
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "tiny-fabric-base"
@@ -41,7 +41,23 @@ def resolve_model_source(name: str) -> str:
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} has no config.json: not a Florence-2 model directory")
         return str(path)
+    if not _could_be_hub_id(name):  # runs/train/best, ./model, /abs/path: a folder that is not there, not a download to suggest
+        raise UsageError(
+            f"model {name!r}: no such folder (relative paths are taken from {Path.cwd()}); give an existing model or "
+            f"checkpoint folder, 'tiny', or a hub id such as {KNOWN_HUB_IDS[0]}"
+        )
     return name
+
+
+def _could_be_hub_id(name: str) -> bool:
+    """Whether ``name`` has the shape of a hub repo id (``org/name`` or ``name``), by the hub's own rule."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 VISION_STRIDE = 32  # total downsampling of the DaViT tower: one image token per 32x32 cell

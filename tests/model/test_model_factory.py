@@ -26,3 +26,21 @@ def test_tiny_is_the_shipped_model() -> None:
     if not (EMBEDDED_MODEL_DIR / "config.json").is_file():
         pytest.skip("embedded model not built in this checkout")
     assert resolve_model_source("tiny") == str(EMBEDDED_MODEL_DIR)
+
+
+@pytest.mark.parametrize("name", ["runs/train/nope/best", "./missing-model", "/no/such/model", "~/no-such-model", "runs/x/"])
+def test_a_model_folder_that_is_not_there_is_a_usage_error_not_a_download_hint(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from inspect_core.cli import main
+    from inspect_core.errors import UsageError
+
+    with pytest.raises(UsageError, match="no such folder") as caught:
+        resolve_model_source(name)
+    assert "hf download" not in str(caught.value)
+    assert main(["evaluate", "--model", name, "--dataset", "runs/anything"]) == 2  # exit 2: fix the command
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no such folder" in err and "hf download" not in err
+
+
+def test_a_name_shaped_like_a_hub_id_still_gets_the_download_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert resolve_model_source("org/not-here-locally") == "org/not-here-locally"
