@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import write_image
+from tests.hostile.mounts import tmpfs as mounted_tmpfs
 from tests.hostile.scoring_helpers import (
     BAD_NAMES,
     GOOD,
@@ -377,14 +378,8 @@ class StoreKiller(BrightBlobDetector):
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB tmpfs of our own (root only): a disk the test can fill under a running scorer."""
-    where = tmp_path / "mnt"
-    where.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True).returncode:
-        pytest.skip("needs root and mount to fill a small disk under a running scorer")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "16m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(disk: Path) -> Path:
