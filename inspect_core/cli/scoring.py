@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from inspect_core.cli.common import USER_ERRORS, _collect_images, _fail, _progress, app, console, errors
+from inspect_core.cli.common import USER_ERRORS, _collect_images, _fail, app, console, errors
 from inspect_core.cli.recipe_options import SetOption, recipe
-from inspect_core.errors import ModelLoadError, UsageError
+from inspect_core.errors import ModelLoadError
 
 
 @app.command()
@@ -44,25 +44,17 @@ def score(
 
     Example: inspect-core score --images frames/ --model runs/train/best --db sqlite:///results.db --camera cam-3 --line L2
     """
-    from inspect_core.inference.scoring import score_images
-    from inspect_core.store import StoreUnavailableError, ensure_source, open_store
+    from inspect_core.cli.progress import stage_progress
+    from inspect_core.pipeline import score as score_stage
 
     try:
         flags = {"model.name": model, "store.url": db, "score.backend": backend, "score.batch_size": batch_size,
                  "score.precision": precision, "score.tile": tile}  # fmt: skip
         cfg = recipe(config, sets, flags)
         paths = _collect_images(images)
-        if (camera is None) != (line is None):
-            raise UsageError("--camera and --line go together: a camera is always over a line")
-        engine = open_store(cfg.store.url)
-        source_id = ensure_source(engine, camera, line) if camera else None
-        with _progress() as progress:
-            task = progress.add_task("scoring", total=len(paths))
-            summary = score_images(
-                paths, cfg.model.name, engine, cfg.score, source_id, progress=lambda n: progress.advance(task, n),
-                image_size=cfg.model.image_size,
-            )  # fmt: skip
-    except (*USER_ERRORS, ModelLoadError, StoreUnavailableError) as error:
+        with stage_progress() as hooks:  # the pipeline's score stage: the demo and the flows score the same way
+            summary = score_stage(cfg, paths, camera=camera, line=line, hooks=hooks)
+    except USER_ERRORS as error:
         _fail(error)
     _show_quarantined(summary.quarantined_files)
     if as_json:
