@@ -63,13 +63,13 @@ def pipeline(
     limit: int = 500,
     threshold: float | None = None,
     retrain: bool = False,
-    labelled: str = "sample_data",
+    labelled: str | None = None,
     report_since: str | None = None,
     overrides: list[str] | None = None,
 ) -> PipelineOutcome:
     """Ingest ``folder``, retrain first if ``retrain``, score up to ``limit`` new images with ``model``, then report.
 
-    ``threshold`` overrides the recipe's minimum confidence (the shipped tiny model rarely reaches its 0.3).
+    ``threshold`` replaces the operating thresholds (default: the model's calibrated ones, see score.default_threshold).
     The report covers captures since ``report_since`` (empty: everything in the store; the sample
     images carry the time they were checked out). Every stage reads the recipe ``config`` with
     ``overrides``; ``folder``, ``camera`` and ``line`` replace its ingest: settings, and the store is
@@ -79,7 +79,7 @@ def pipeline(
     ingested = ingest(folder=folder, camera=camera, line=line, **store)
     retrained = train(labelled=labelled, **store) if retrain else None
     scored = score(model=model, limit=limit, threshold=threshold, **store)
-    reported = report(since=report_since, config=config, store_url=store_url, store_secret=store_secret)
+    reported = report(since=report_since, **store)
     outcome = PipelineOutcome(ingested, retrained, scored, reported)
     create_table_artifact(reported.class_rows, key="pipeline-defects-per-class", description="defects per class (the report's table)")
     folder = folder or str(load_recipe(config, overrides or []).ingest.folder)

@@ -1,23 +1,35 @@
-"""The report flow: defects per class, per day and per line over a time window, as UI artifacts and PNG plots.
+"""The report flow: defects per class, per line and over the plant's days or shifts, as UI artifacts and files.
 
-The plots are written under ``out_dir/<UTC time>/`` (linked from the summary) and also shown in the
-UI as image artifacts carrying the PNG inline (a ``data:`` URL): the UI cannot read the server's disk.
+Each run writes under ``out_dir/<UTC time>/`` the self-contained HTML page (``report.html``, the same
+as ``inspect-core report --table-format html``) and the PNG plots. The UI gets a table artifact (defects
+per class) and a markdown artifact with the totals, the defect rate per line and the page's charts.
+
+The charts sit in the markdown as ``<img src="data:...">`` tags, each alone on its line: the Prefect 3
+UI renders a markdown artifact's HTML blocks (sanitised by DOMPurify, which keeps ``data:`` images and a
+``width``), while an image artifact also prints its URL as a link under the picture - a data URI
+of 50 000 characters that overflowed the page. Nothing links to ``file://``: the browser refuses
+those, and the server's disk is not the reader's. The page's path is printed as text.
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from prefect import flow
-from prefect.artifacts import create_image_artifact, create_markdown_artifact, create_table_artifact
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from flows import DEFAULT_CONFIG, RUN_DIR, flow_recipe
-from flows.tasks import ReportTables, plot_report_task, report_tables
+from flows.tasks import ReportTables, plot_report_task, report_tables, store
 from inspect_core.reporting import parse_when
+from inspect_core.reporting.html_page import data_uri, esc
+from inspect_core.reporting.html_report import CHART_TITLES, build_html_report
 from inspect_core.store import ReportFilter
+from inspect_core.store.plant_clock import PlantClock, clock_from_settings
+
+CHART_WIDTH = 720  # px in the artifact; the PNG is 900 px wide, so it stays sharp and never wider than the page
 
 
 @dataclass
@@ -31,6 +43,15 @@ class ReportOutcome:
     plots: list[str] = field(default_factory=list)
     class_rows: list[dict[str, object]] = field(default_factory=list)
     markdown: str = ""
+    html: str = ""  # the self-contained page's path
+
+
+@dataclass
+class PageResult:
+    path: str
+    charts: dict[str, bytes]
+    zone: str
+    buckets: str
 
 
 def report_filter(
@@ -59,8 +80,13 @@ def _describe(flt: ReportFilter) -> str:
     return ", ".join(parts) or "everything in the store"
 
 
-def report_markdown(flt: ReportFilter, tables: ReportTables, plots: list[str]) -> str:
-    """Totals, defect rate per line, the champion with its validation mAP, and links to the plots."""
+def chart_tag(png: bytes, title: str) -> str:
+    """One chart as an HTML block the UI's markdown renders: the whole tag on one line, a blank line either side."""
+    return f'<img src="{data_uri(png, "image/png")}" alt="{esc(title)}" title="{esc(title)}" width="{CHART_WIDTH}">'
+
+
+def report_markdown(flt: ReportFilter, tables: ReportTables, plots: list[str], page: PageResult | None = None) -> str:
+    """Totals, defect rate per line, the champion with its validation mAP, the page's charts inline, and where the files are."""
     lines_table = tables.per_line
     scored, defective = int(lines_table["images_scored"].sum()), int(lines_table["images_with_defects"].sum())
     best = tables.champion
@@ -74,18 +100,29 @@ def report_markdown(flt: ReportFilter, tables: ReportTables, plots: list[str]) -
         f"- defects: {int(tables.per_class['detections'].sum()) if not tables.per_class.empty else 0}",
         f"- images scored: {scored}, with a defect: {defective}" + (f" ({100 * defective / scored:.1f}%)" if scored else ""),
         f"- champion model: {model}",
-        "",
-        "| line | images scored | with defects | defect rate |",
-        "|---|---|---|---|",
     ]
+    if page is not None:
+        lines.append(f"- buckets: {page.buckets}")
+    lines += ["", "| line | images scored | with defects | defect rate |", "|---|---|---|---|"]
     lines += [f"| {row.line or '(no line)'} | {row.images_scored} | {row.images_with_defects} | {100 * row.defect_rate:.1f}% |"
               for row in lines_table.itertuples()]  # fmt: skip
-    lines += ["", "Plots:", ""] + [f"- [{Path(p).name}]({Path(p).resolve().as_uri()})" for p in plots]
+    if page is not None:
+        for name, png in page.charts.items():
+            lines += ["", chart_tag(png, f"{CHART_TITLES[name]} ({page.zone})")]
+        lines += ["", f"Full report, one self-contained page with thumbnails and sortable tables: `{page.path}`"]
+    if plots:
+        lines += ["", f"PNG plots ({', '.join(Path(p).name for p in plots)}) in `{Path(plots[0]).parent}`"]
     return "\n".join(lines) + "\n"
 
 
-def png_data_url(path: str) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+@task(cache_policy=NO_CACHE)
+def html_report_task(store_url: str, flt: ReportFilter, clock: PlantClock, path: str) -> PageResult:
+    """The self-contained HTML report written to ``path``; its charts come back for the markdown artifact."""
+    page = build_html_report(store(store_url), flt, clock)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page.html, encoding="utf-8")
+    return PageResult(str(target), page.charts, clock.name, clock.describe())
 
 
 @flow(name="report")
@@ -101,21 +138,25 @@ def report(
     model: str | None = None,
     min_confidence: float | None = None,
     out_dir: str = f"{RUN_DIR}/reports",
+    overrides: list[str] | None = None,
 ) -> ReportOutcome:
     """Report the detections captured in [``since``, ``until``) (ISO times or spans back from now: 24h, 7d; empty: no bound).
 
     ``line``, ``camera``, ``class_name``, ``model`` (a registry name) and ``min_confidence`` narrow it down.
-    The store is the recipe's store.url, unless ``store_url``, the Secret block ``store_secret`` or ``$INSPECT_STORE_URL`` replaces it.
+    The store is the recipe's store.url, unless ``store_url``, the Secret block ``store_secret`` or ``$INSPECT_STORE_URL`` replaces it;
+    the recipe's report: section (timezone, shifts, bucket) sets the page's days or shifts; ``overrides``
+    (``report.timezone=Europe/Istanbul``) lay over the recipe as everywhere else.
     """
-    store_url = flow_recipe(config, store_url=store_url, store_secret=store_secret).store.url  # the recipe's, unless overridden
+    recipe = flow_recipe(config, overrides, store_url=store_url, store_secret=store_secret)  # the recipe's store, unless overridden
+    store_url, clock = recipe.store.url, clock_from_settings(recipe.report)
     flt = report_filter(since, until, line, camera, class_name, model, min_confidence)
+    folder = Path(out_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     tables = report_tables(store_url, flt)
-    plots = plot_report_task(store_url, flt, str(Path(out_dir) / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")))
-    rows, markdown = class_rows(tables), report_markdown(flt, tables, plots)
+    plots = plot_report_task(store_url, flt, str(folder))
+    page = html_report_task(store_url, flt, clock, str(folder / "report.html"))
+    rows, markdown = class_rows(tables), report_markdown(flt, tables, plots, page)
     create_table_artifact(rows, key="report-defects-per-class", description=f"defects per class: {_describe(flt)}")
     create_markdown_artifact(markdown, key="report-summary", description=f"defect report: {_describe(flt)}")
-    for plot in plots:
-        create_image_artifact(png_data_url(plot), key=f"report-{Path(plot).stem.replace('_', '-')}", description=Path(plot).name)
     per_class = {str(row.class_name): int(row.detections) for row in tables.per_class.itertuples()}
     scored, defective = int(tables.per_line["images_scored"].sum()), int(tables.per_line["images_with_defects"].sum())
-    return ReportOutcome(sum(per_class.values()), scored, defective, per_class, plots, rows, markdown)
+    return ReportOutcome(sum(per_class.values()), scored, defective, per_class, plots, rows, markdown, page.path)

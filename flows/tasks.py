@@ -67,12 +67,12 @@ def store(url: str) -> Engine:
         return _engines[url]
 
 
-def cached_detector(model_dir: str, backend: str, precision: str, image_size: int | None = None) -> Detector:
+def cached_detector(model_dir: str, backend: str, precision: str, image_size: int | None = None, decoder: str = "lean") -> Detector:
     """This process's detector for ``model_dir`` at ``image_size``: loaded on a worker's first shard, reused by the rest."""
-    key = (model_dir, backend, precision, image_size)
+    key = (model_dir, backend, precision, image_size, decoder)
     with _models_lock:
         if key not in _detectors:
-            _detectors[key] = load_detector(model_dir, backend, precision, image_size)
+            _detectors[key] = load_detector(model_dir, backend, precision, image_size, decoder)
             model_loads[key] += 1
             while len(_detectors) > MODELS_PER_PROCESS:
                 _detectors.popitem(last=False)
@@ -80,13 +80,13 @@ def cached_detector(model_dir: str, backend: str, precision: str, image_size: in
         return _detectors[key]
 
 
-def model_load_count(model_dir: str, backend: str, precision: str, image_size: int | None = None) -> int:
+def model_load_count(model_dir: str, backend: str, precision: str, image_size: int | None = None, decoder: str = "lean") -> int:
     """Loads of this model in this process so far (1 on a worker that reused it for every shard).
 
     Prefect ships a task's function to Dask workers by value, with a copy of this module's globals:
     task bodies must reach the per-process caches through module functions like this one.
     """
-    return model_loads[(model_dir, backend, precision, image_size)]
+    return model_loads[(model_dir, backend, precision, image_size, decoder)]
 
 
 def only_file_system_errors(_task: object, _task_run: object, state: State) -> bool:
@@ -240,11 +240,13 @@ def score_shard(paths: list[str], model_dir: str, store_url: str, settings: Scor
     files are quarantined, and a shard run again later skips what an earlier attempt stored.
     """
     logger = get_run_logger()
-    detector = cached_detector(model_dir, settings.backend, settings.precision, image_size)
+    detector = cached_detector(model_dir, settings.backend, settings.precision, image_size, settings.decoder)
     summary = score_images([Path(p) for p in paths], model_dir, store(store_url), settings, detector=detector, image_size=image_size)
     logger.info("scored %d, skipped %d, quarantined %d: %d defect(s) in %.1f s (pid %d)", summary.scored, summary.skipped,
                 summary.quarantined, summary.detections, summary.seconds, os.getpid())  # fmt: skip
-    return ShardResult(summary, os.getpid(), model_load_count(model_dir, settings.backend, settings.precision, image_size))
+    return ShardResult(
+        summary, os.getpid(), model_load_count(model_dir, settings.backend, settings.precision, image_size, settings.decoder)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,17 +52,20 @@ def train_markdown(result: RetrainResult, validation: str, margin: float) -> str
 @flow(name="train")
 def train(
     config: str = DEFAULT_CONFIG,
-    labelled: str = "sample_data",
+    labelled: str | None = None,
     validation: str = f"{RUN_DIR}/validation",
     validation_source: str = SAMPLE_FOLDER,
     store_url: str | None = None,
     store_secret: str | None = None,
     work_dir: str = f"{RUN_DIR}/retrain",
-    margin: float = 0.01,
+    margin: float | None = None,
     export: bool = True,
     overrides: list[str] | None = None,
 ) -> RetrainResult:
     """Fine-tune a challenger on the new batch folders under ``labelled``; promote it if it beats the champion by ``margin``.
+
+    ``labelled`` and ``margin`` default to the recipe's ``retrain.labelled_root`` (``labelled/``, where the
+    app's Export page and ``inspect-core review export`` write each day's batch) and ``retrain.margin``.
 
     ``validation`` is a built dataset (its valid split is used); it is built from ``validation_source``
     on the first run only. ``export`` writes an ONNX export of a promoted model.
@@ -71,6 +74,8 @@ def train(
     if not (Path(validation) / MANIFEST).is_file():
         get_run_logger().info("no validation set at %s yet: building it once from %s", validation, validation_source)
         build_dataset_task(recipe, validation_source, validation, overwrite=False)
+    labelled = labelled if labelled is not None else str(recipe.retrain.labelled_root)
+    margin = margin if margin is not None else recipe.retrain.margin
     result = retrain_task(recipe, labelled, recipe.store.url, work_dir, validation, margin, export)
     create_table_artifact(model_rows(result), key="retrain-models", description="challenger vs champion on the fixed validation set")
     create_markdown_artifact(train_markdown(result, validation, margin), key="retrain-summary", description="nightly retraining")

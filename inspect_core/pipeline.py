@@ -72,7 +72,10 @@ def require_built(dataset: Path) -> Path:
 def train(
     config: InspectConfig, dataset: Path | None = None, output: Path | None = None, resume: bool = False, hooks: StageHooks = NO_HOOKS
 ) -> TrainResult:
-    """Fine-tune ``config.model`` on a built dataset (default ``dataset.output``) into ``output`` (default ``train.output_dir``)."""
+    """Fine-tune ``config.model`` on a built dataset (default ``dataset.output``) into ``output`` (default ``train.output_dir``).
+
+    The trainer ends by calibrating ``best/`` on ``calibration.split`` (``calibration.json``; ``TrainResult.calibration``).
+    """
     from inspect_core.training.trainer import train as train_loop
 
     dataset = require_built(dataset if dataset is not None else config.dataset.output)
@@ -83,16 +86,30 @@ def train(
 
 def evaluate(
     config: InspectConfig, model: str | Path | None = None, dataset: Path | None = None, split: str = "test",
-    plots: Path | None = None, hooks: StageHooks = NO_HOOKS,
+    plots: Path | None = None, hooks: StageHooks = NO_HOOKS, calibrate: bool = False,
 ) -> EvaluationReport:  # fmt: skip
-    """Detection and text metrics of ``model`` (default ``model.name``) on one split, at the recipe's image size and batch."""
-    from inspect_core.model.trained_model import load_trained
+    """Detection and text metrics of ``model`` (default ``model.name``) on one split, at the recipe's image size and batch.
+
+    ``calibrate`` first fits the confidence calibration on the recipe's ``calibration.split`` (saved as
+    ``calibration.json`` when the model is a local folder). The report's ``calibration`` then holds the
+    ECE before and after on ``split`` (held out when it is another split), the operating thresholds and
+    the reliability diagram; a model that already carries a calibration has it measured the same way.
+    """
+    from inspect_core.model.calibration import load_calibration
+    from inspect_core.model.trained_model import load_trained, resolve_trained_source
+    from inspect_core.training.calibration import evaluation_calibration
     from inspect_core.training.evaluation import evaluate_split
 
+    name = model if model is not None else config.model.name
+    resolve_trained_source(str(name))  # a model folder that is not there is named first: the command names it first
     dataset = require_built(dataset if dataset is not None else config.dataset.output)
     hooks.stage(f"evaluate {split}")
-    loaded, processor = load_trained(model if model is not None else config.model.name, config.model.image_size, config.model.revision)
-    return evaluate_split(loaded, processor, dataset, split, config.train.batch_size, config.train.max_new_tokens, plots)
+    if not calibrate and Path(name).is_dir():
+        load_calibration(name)  # a damaged calibration.json stops the run before the model does (calibrate=True replaces it)
+    loaded, processor = load_trained(name, config.model.image_size, config.model.revision)
+    report = evaluate_split(loaded, processor, dataset, split, config.train.batch_size, config.train.max_new_tokens, plots)
+    report.calibration = evaluation_calibration(loaded, processor, name, dataset, report, config, plots, fit=calibrate)
+    return report
 
 
 def merge(config: InspectConfig, checkpoint: Path, out: Path, hooks: StageHooks = NO_HOOKS) -> Path:
@@ -105,11 +122,12 @@ def merge(config: InspectConfig, checkpoint: Path, out: Path, hooks: StageHooks 
 
 def score(
     config: InspectConfig, images: Sequence[Path], model: str | Path | None = None, camera: str | None = None, line: str | None = None,
-    hooks: StageHooks = NO_HOOKS,
+    hooks: StageHooks = NO_HOOKS, rescore: bool = False,
 ) -> ScoreSummary:  # fmt: skip
     """Score ``images`` with ``model`` (default ``model.name``) into ``store.url``, with the recipe's ``score:`` settings.
 
     ``camera`` and ``line`` go together: every image is recorded as captured by that camera over that line.
+    ``rescore`` scores images the model version already scored again, as a new run that keeps the old answers.
     """
     from inspect_core.inference.scoring import score_images
     from inspect_core.store import ensure_source, open_store
@@ -122,7 +140,7 @@ def score(
     hooks.score_total(len(images))
     model = str(model if model is not None else config.model.name)
     return score_images(list(images), model, engine, config.score, source_id, progress=hooks.score_progress,
-                        image_size=config.model.image_size)  # fmt: skip
+                        image_size=config.model.image_size, rescore=rescore)  # fmt: skip
 
 
 @dataclass

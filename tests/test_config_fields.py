@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from inspect_core.config import InspectConfig, _section_type
+from inspect_core.config import InspectConfig
+from inspect_core.config.recipe import _section_type
 
 ROOT = Path(__file__).resolve().parents[1]
 # Read by nothing on purpose, each with the reason; the last test keeps this list from going stale.

@@ -34,9 +34,14 @@ def test_nightly_batches_import_once_each_image(tmp_path: Path) -> None:
     for name in ("img_006", "img_007"):
         shutil.copy(tmp_path / "extra" / f"{name}.jpg", second / f"{name}.jpg")
         shutil.copy(tmp_path / "extra" / f"{name}.xml", second / f"{name}.xml")
+    relabelled = second / "img_003.xml"  # re-reviewed the next day: a different class
+    relabelled.write_text(relabelled.read_text().replace("<name>stain</name>", "<name>hole</name>"))
+    assert "<name>hole</name>" in relabelled.read_text() and "<name>stain</name>" in (first / "img_003.xml").read_text()
     imported = import_sources([first, second], InspectConfig().dataset)
     assert len(imported.images) == 8  # 6 + 2 new; the 4 repeated frames are kept once
     assert len({image.sha256 for image in imported.images}) == 8
+    [again] = [image for image in imported.images if image.image_path.stem == "img_003"]
+    assert again.image_path.parent == second and {o.label for o in again.objects} == {"hole"}  # the later review wins
 
 
 def test_build_stage_reads_the_recipe_and_reports_progress(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+import inspect_core.cli.review  # noqa: F401  (registers `inspect-core review`)
 from inspect_core import __version__
-from inspect_core.cli import config, dataset, demo, ingest, report, scoring, training  # noqa: F401  (registers the commands)
+from inspect_core.cli import app as _app_command  # noqa: F401  (registers `inspect-core app`)
+from inspect_core.cli import config, dataset, demo, ingest, predict, report, scoring, training  # noqa: F401  (registers the commands)
 from inspect_core.cli.common import app, errors
 from inspect_core.errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, exit_code_for, is_expected
 
@@ -33,9 +35,7 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Print the full traceback of an internal error.")] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Fabric defect inspection with Florence-2: build datasets, fine-tune, score, report."""
     _debug["on"] = debug
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         if _debug["on"] or "--debug" in args:
             traceback.print_exception(error)
-        errors.print(
-            Text.assemble(("internal error: ", "bold red"), f"{type(error).__name__}: {error}"), highlight=False, soft_wrap=True
-        )
+        errors.print(Text.assemble(("internal error: ", "bold red"), f"{type(error).__name__}: {error}"), highlight=False, soft_wrap=True)
         if not (_debug["on"] or "--debug" in args):
             errors.print("this is a bug in inspect-core; run again with --debug for the full traceback and report it", highlight=False)
         return EXIT_INTERNAL

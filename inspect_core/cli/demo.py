@@ -54,3 +54,8 @@ def demo(
         markup=False,
         highlight=False,
     )
+    console.print(
+        f"see them: .venv/bin/inspect-core app --db {cfg.store.url} --model {result.merged}  (then open http://127.0.0.1:7860)",
+        markup=False,
+        highlight=False,
+    )

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from inspect_core.cli.common import USER_ERRORS, _fail, _log_to_stderr, app, console, errors
-from inspect_core.cli.recipe_options import SetOption, recipe
+from inspect_core.cli.common import USER_ERRORS, _fail, _log_to_stderr, app, console, deprecated, errors, renamed
+from inspect_core.cli.recipe_options import SetOption, recipe, recipe_default, require
 from inspect_core.config import InspectConfig
 from inspect_core.errors import BadInputError, EnvironmentFailure
 
@@ -35,22 +35,45 @@ def _ingest_config(config: Path | None, sets: list[str] | None, overrides: dict[
 
 @ingest_app.command("folder")
 def ingest_folder(
-    folder: Annotated[Path | None, typer.Option(help="Folder the camera PC or line-scan system writes images into.")] = None,
-    db: Annotated[str | None, typer.Option(help="Results store URL (sqlite:///file.db or postgresql+psycopg://...).")] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera id recorded with every image.")] = None,
-    line: Annotated[str | None, typer.Option(help="Production line of that camera.")] = None,
-    settle_seconds: Annotated[
-        float | None, typer.Option(min=0, help="Read a file only after its size and mtime stayed the same this long.")
+    images: Annotated[
+        Path | None, typer.Option(help="Folder the camera PC or line-scan system writes images into; or ingest.folder of --config.")
     ] = None,
-    poll_seconds: Annotated[float | None, typer.Option(min=0.01, help="Seconds between scans of the folder.")] = None,
-    recursive: Annotated[bool | None, typer.Option("--recursive/--no-recursive", help="Also watch subfolders.")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Results store URL (sqlite:///file.db or postgresql+psycopg://...).", show_default=recipe_default("store.url")),
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="Camera id recorded with every image.", show_default=recipe_default("ingest.camera_id"))
+    ] = None,
+    line: Annotated[str | None, typer.Option(help="Production line of that camera.", show_default=recipe_default("ingest.line_id"))] = None,
+    settle_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Read a file only after its size and mtime stayed the same this long.",
+            show_default=recipe_default("ingest.settle_seconds"),
+        ),
+    ] = None,
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="Seconds between scans of the folder.", show_default=recipe_default("ingest.poll_seconds")),
+    ] = None,
+    recursive: Annotated[
+        bool | None,
+        typer.Option("--recursive/--no-recursive", help="Also watch subfolders.", show_default=recipe_default("ingest.recursive")),
+    ] = None,
     archive_dir: Annotated[
-        Path | None, typer.Option(help="Move handled files here (quarantined ones under quarantine/). Without it, originals stay put.")
+        Path | None,
+        typer.Option(
+            help="Move handled files here (quarantined ones under quarantine/). Without it, originals stay put.",
+            show_default=recipe_default("ingest.archive_dir"),
+        ),
     ] = None,
     once: Annotated[bool, typer.Option(help="Ingest what is in the folder now (waiting for it to settle), then exit.")] = False,
     config: Annotated[Path | None, typer.Option(help="Recipe YAML; its ingest: and store: sections apply.")] = None,
     sets: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON: the report with --once, else one line per busy poll.")] = False,
+    old_folder: Annotated[Path | None, deprecated("--folder", "--images")] = None,
 ) -> None:
     """Watch a folder and register its images in the results store, ready for `inspect-core score`.
 
@@ -60,7 +83,7 @@ def ingest_folder(
     else the file's mtime. Empty, truncated and non-image files go to the quarantine table with the reason.
     Runs until Ctrl-C, or with --once until what was there at the start has been handled.
 
-    Example: inspect-core ingest folder --folder /mnt/loom3 --db sqlite:///runs/results.db --camera cam-3 --line L2 --once
+    Example: inspect-core ingest folder --images /mnt/loom3 --db sqlite:///runs/results.db --camera cam-3 --line L2 --once
     """
     from rich.markup import escape
 
@@ -68,9 +91,11 @@ def ingest_folder(
     from inspect_core.store import StoreUnavailableError, open_store
 
     try:
+        folder = renamed(images, old_folder, "--images", "--folder")
         overrides = {"folder": folder, "settle_seconds": settle_seconds, "poll_seconds": poll_seconds, "recursive": recursive,
                      "archive_dir": archive_dir, "camera_id": camera, "line_id": line}  # fmt: skip
         cfg = _ingest_config(config, sets, overrides, db)
+        require(cfg, "ingest.folder", "--images", "--images /mnt/loom3")
         settings = cfg.ingest
         engine = open_store(cfg.store.url)
         watcher = FolderWatcher(
@@ -112,29 +137,67 @@ def ingest_folder(
 
 @ingest_app.command("camera")
 def ingest_camera(
-    source: Annotated[
-        str | None, typer.Option(help="USB camera index (0), rtsp://user:pass@host/stream, http://... (MJPEG) or a video file.")
+    camera_source: Annotated[
+        str | None,
+        typer.Option(
+            help="USB camera index (0), rtsp://user:pass@host/stream, http://... (MJPEG) or a video file; "
+            "or ingest.camera_source of --config."
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder the frames go to; point `ingest folder` at it.")] = None,
-    camera: Annotated[str | None, typer.Option(help="Camera id, written into every frame's file name.")] = None,
-    line: Annotated[str | None, typer.Option(help="Line id, written into every frame's file name.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder the frames go to; point `ingest folder` at it.", show_default=recipe_default("ingest.frames_dir")),
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="Camera id, written into every frame's file name.", show_default=recipe_default("ingest.camera_id"))
+    ] = None,
+    line: Annotated[
+        str | None, typer.Option(help="Line id, written into every frame's file name.", show_default=recipe_default("ingest.line_id"))
+    ] = None,
     every_frames: Annotated[int | None, typer.Option(min=1, help="Keep every N-th frame (instead of --every-seconds).")] = None,
     every_seconds: Annotated[
-        float | None, typer.Option(min=0.001, help="Keep one frame per S seconds (video time for a file). Default 1.")
+        float | None,
+        typer.Option(
+            min=0.001, help="Keep one frame per S seconds (video time for a file).", show_default=recipe_default("ingest.every_seconds")
+        ),
     ] = None,
-    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after writing this many frames.")] = None,
-    image_format: Annotated[str | None, typer.Option("--format", help="png (lossless, default) or jpg.")] = None,
-    black_below: Annotated[float | None, typer.Option(min=0, help="Reject frames whose mean grey level (0-255) is below this.")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after writing this many frames (default: no limit).")] = None,
+    image_format: Annotated[
+        str | None, typer.Option(help="Frame files: png (lossless) or jpg.", show_default=recipe_default("ingest.image_format"))
+    ] = None,
+    black_below: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Reject frames whose mean grey level (0-255) is below this.", show_default=recipe_default("ingest.black_below")
+        ),
+    ] = None,
     frozen_below: Annotated[
-        float | None, typer.Option(min=0, help="Reject frames differing from the last kept one by less than this (mean grey levels).")
+        float | None,
+        typer.Option(
+            min=0,
+            help="Reject frames differing from the last kept one by less than this (mean grey levels).",
+            show_default=recipe_default("ingest.frozen_below"),
+        ),
     ] = None,
-    blur_below: Annotated[float | None, typer.Option(min=0, help="Reject frames whose variance of the Laplacian is below this.")] = None,
+    blur_below: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Reject frames whose variance of the Laplacian is below this.", show_default=recipe_default("ingest.blur_below")
+        ),
+    ] = None,
     max_reconnects: Annotated[
-        int | None, typer.Option(min=0, help="Give up after this many reconnect attempts in a row (default: never, for a live camera).")
+        int | None,
+        typer.Option(
+            min=0,
+            help="Give up after this many reconnect attempts in a row (none: never, for a live camera).",
+            show_default=recipe_default("ingest.max_reconnects"),
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option(help="Recipe YAML; its ingest: section applies.")] = None,
     sets: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the capture report as JSON.")] = False,
+    old_source: Annotated[str | None, deprecated("--source", "--camera-source")] = None,
+    old_format: Annotated[str | None, deprecated("--format", "--image-format")] = None,
 ) -> None:
     """Capture frames from a camera, stream or video file into a folder, dropping black, frozen and blurred ones.
 
@@ -145,17 +208,22 @@ def ingest_camera(
     (the frames written so far stay); 3 for a video file it could not read; 2 for an --out that is a
     file or not writable.
 
-    Example: inspect-core ingest camera --source rtsp://10.0.3.21/stream1 --out /data/frames --camera cam-3 --line L2 --every-seconds 2
+    Example: inspect-core ingest camera --camera-source rtsp://10.0.3.21/stream1 --out /data/frames
+    --camera cam-3 --line L2 --every-seconds 2
     """
     from rich.markup import escape
 
     from inspect_core.ingest.camera import CameraCapture, CaptureReport, FrameQuality, parse_source, shown_source
 
     try:
+        source = renamed(camera_source, old_source, "--camera-source", "--source")
+        image_format = renamed(image_format, old_format, "--image-format", "--format")
         overrides = {"camera_source": source, "frames_dir": out, "camera_id": camera, "line_id": line, "every_frames": every_frames,
                      "every_seconds": every_seconds, "image_format": image_format, "black_below": black_below,
                      "frozen_below": frozen_below, "blur_below": blur_below, "max_reconnects": max_reconnects}  # fmt: skip
-        settings = _ingest_config(config, sets, overrides).ingest
+        cfg = _ingest_config(config, sets, overrides)
+        require(cfg, "ingest.camera_source", "--camera-source", "--camera-source rtsp://10.0.3.21/stream1")
+        settings = cfg.ingest
         capture = CameraCapture(
             parse_source(settings.camera_source), settings.frames_dir, settings.camera_id, settings.line_id,
             every_frames=settings.every_frames, every_seconds=settings.every_seconds,
@@ -183,7 +251,8 @@ def ingest_camera(
         console.print(
             f"{report.written} frame(s) written to {settings.frames_dir} from {report.frames_read} read; rejected: {rejected}; "
             f"{report.reconnects} reconnect(s); {report.end_reason}",
-            markup=False, highlight=False,
+            markup=False,
+            highlight=False,
         )
     if report.failed:  # a cron job or Prefect must see a camera that is gone, not a clean exit
         where = f"camera {settings.camera_id} ({shown_source(capture.source)})"

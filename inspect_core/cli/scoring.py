@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from inspect_core.cli.common import USER_ERRORS, _collect_images, _fail, app, console, errors
-from inspect_core.cli.recipe_options import SetOption, recipe
+from inspect_core.cli.recipe_options import SetOption, recipe, recipe_default, set_in_recipe
 from inspect_core.errors import ModelLoadError
 
 
@@ -20,15 +20,48 @@ from inspect_core.errors import ModelLoadError
 def score(
     images: Annotated[str, typer.Option(help="A folder (searched recursively) or a glob such as 'frames/**/*.png'.")],
     model: Annotated[
-        str | None, typer.Option(help="`tiny`, a merged model folder or a training checkpoint folder; default: model.name of the recipe.")
+        str | None,
+        typer.Option(help="`tiny`, a merged model folder or a training checkpoint folder.", show_default=recipe_default("model.name")),
     ] = None,
-    db: Annotated[str | None, typer.Option(help="Results store URL (sqlite:///file.db, postgresql+psycopg://...); sets store.url.")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Results store URL (sqlite:///file.db, postgresql+psycopg://...).", show_default=recipe_default("store.url")),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="One operating threshold for every class (sets score.default_threshold); "
+            "without it, the model's calibrated per-class thresholds (0.3 for a model without calibration.json).",
+        ),
+    ] = None,
+    rescore: Annotated[
+        bool,
+        typer.Option(
+            "--rescore", help="Score images this model already scored again, as a new run (the old run's detections are kept as history)."
+        ),
+    ] = False,
     config: Annotated[Path | None, typer.Option(help="Recipe YAML; its model:, score: and store: sections apply.")] = None,
     sets: SetOption = None,
-    backend: Annotated[str | None, typer.Option(help="torch or onnx (an `export onnx` folder as --model).")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Images (or tiles) per generate call.")] = None,
-    precision: Annotated[str | None, typer.Option(help="torch backend: auto (bf16 where the chip has bf16 units), bf16 or fp32.")] = None,
-    tile: Annotated[bool | None, typer.Option("--tile/--no-tile", help="Score large or line-scan images as overlapping tiles.")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="torch or onnx (an `export onnx` folder as --model).", show_default=recipe_default("score.backend"))
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images (or tiles) per generate call.", show_default=recipe_default("score.batch_size"))
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="torch backend: auto (bf16 where the chip has bf16 units), bf16 or fp32.", show_default=recipe_default("score.precision")
+        ),
+    ] = None,
+    tile: Annotated[
+        bool | None,
+        typer.Option(
+            "--tile/--no-tile", help="Score large or line-scan images as overlapping tiles.", show_default=recipe_default("score.tile")
+        ),
+    ] = None,
     camera: Annotated[str | None, typer.Option(help="Camera id recorded with every image (with --line).")] = None,
     line: Annotated[str | None, typer.Option(help="Production line of that camera.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
@@ -36,24 +69,34 @@ def score(
     """Score images into the results store: defects with class, box and confidence.
 
     Images already scored by the same model are skipped, so re-running after a crash (even kill -9)
-    finishes the job with every image scored exactly once. Files that cannot be used (unreadable,
-    truncated, not an image, over the 100-megapixel decode budget, a name that is not UTF-8) go to the
-    quarantine table with the reason, once per file however often rerun; the batch goes on and each is
-    named on stderr. The exit code is then still 0: the summary's quarantined count (and "quarantined"
-    in --json) tells a partial batch. A store that stays unreachable exits 1.
+    finishes the job with every image scored exactly once; --rescore scores them again as a new run.
+    Every detection down to score.store_floor is stored; those at or above their class's operating
+    threshold count as defects, and reports can apply another threshold after the fact.
+    Without --db, the results go to store.url of the recipe (or the default), named on stderr.
+
+    Files that cannot be used (unreadable, truncated, not an image, over the 100-megapixel decode
+    budget, a name that is not UTF-8) go to the quarantine table with the reason, once per file however
+    often rerun; the batch goes on and each is named on stderr. The exit code is then still 0: the
+    summary's quarantined count (and "quarantined" in --json) tells a partial batch. A store that stays unreachable exits 1.
 
     Example: inspect-core score --images frames/ --model runs/train/best --db sqlite:///results.db --camera cam-3 --line L2
     """
     from inspect_core.cli.progress import stage_progress
     from inspect_core.pipeline import score as score_stage
+    from inspect_core.store.engine import parse_store_url, safe_url
 
     try:
         flags = {"model.name": model, "store.url": db, "score.backend": backend, "score.batch_size": batch_size,
-                 "score.precision": precision, "score.tile": tile}  # fmt: skip
+                 "score.precision": precision, "score.tile": tile, "score.default_threshold": threshold}  # fmt: skip
         cfg = recipe(config, sets, flags)
         paths = _collect_images(images)
+        if db is None:  # never a silent ./runs/results.db: say where the results go
+            origin = "store.url of the recipe" if set_in_recipe(cfg, "store.url") else "the default store.url; --db chooses another"
+            as_given = parse_store_url(cfg.store.url).set(drivername=cfg.store.url.split("://", 1)[0].strip())
+            shown = safe_url(as_given)  # checked, as the user spelled it, a PostgreSQL password hidden
+            errors.print(f"results store: {shown} ({origin})", markup=False, highlight=False, soft_wrap=True)
         with stage_progress() as hooks:  # the pipeline's score stage: the demo and the flows score the same way
-            summary = score_stage(cfg, paths, camera=camera, line=line, hooks=hooks)
+            summary = score_stage(cfg, paths, camera=camera, line=line, hooks=hooks, rescore=rescore)
     except USER_ERRORS as error:
         _fail(error)
     _show_quarantined(summary.quarantined_files)

@@ -11,15 +11,12 @@ the recipe file in one merge, so what runs is what ``inspect-core config show`` 
 
 from __future__ import annotations
 
-import difflib
 import warnings
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from inspect_core.config.safe_yaml import KeyLines, read_yaml_file, safe_yaml_load
 from inspect_core.errors import UsageError
 
 TaskName = Literal["od", "dense", "grounding"]
@@ -70,6 +67,9 @@ class DatasetSection(Section):
     tasks: list[TaskName] = Field(default_factory=lambda: ["od", "dense", "grounding"], min_length=1)
     order: Literal["sequential", "interleaved"] = "sequential"
     workers: int = Field(0, ge=0, description="build processes; 0 = one per CPU core")
+    resplit: bool = Field(False, description="split every image by dataset.splits, ignoring the source's train/valid/test folders")
+    class_map: dict[int | str, str] | str | None = Field(None, description="source id/name -> class: {1: cut}, '1:cut,2:hole', a YAML file")
+    data_yaml: Path | None = Field(None, description="YOLO class names file; None: data.yaml in the source, config/, ../config/, parent")
 
     @field_validator("tasks")
     @classmethod
@@ -99,10 +99,22 @@ class TransformSpec(Section):
 
 
 class AugmentSection(Section):
+    """Flips (offline copies and/or online); the other steps run online only (inspect_core.data.augmentation)."""
+
     offline: bool = False
     online: bool = True
     horizontal_flip: bool = True
     vertical_flip: bool = True
+    rotate90: bool = Field(False, description="online: turn by a random multiple of 90 degrees (cloth has no up; line-scan strips do)")
+    color_jitter: float = Field(0.0, ge=0, le=1, description="online: brightness, contrast and saturation jitter up to this share, "
+                                "hue a tenth of it (p=0.8); 0: off")  # fmt: skip
+    crop: float = Field(0.0, ge=0, lt=1, description="online: random crop keeping at least 1 - crop of each side, widened to keep "
+                        "every box whole (p=0.5); 0: off")  # fmt: skip
+    scale: float = Field(0.0, ge=0, lt=1, description="online: zoom by a factor in [1 - scale, 1 + scale] on the same canvas; "
+                         "zooming out pads with the image's mean colour (p=0.5); 0: off")  # fmt: skip
+    copy_paste: float = Field(0.0, ge=0, le=1, description="online: chance that a training image gets defects cut from other "
+                              "training images pasted at free places (not for grounding records); 0: off")  # fmt: skip
+    copy_paste_max: int = Field(2, ge=1, description="online: most defects pasted into one image")
     extra: list[TransformSpec] = Field(default_factory=list, description="online only")
     splits: list[SplitName] = Field(default_factory=lambda: ["train"])
 
@@ -143,6 +155,10 @@ class TrainSection(Section):
     max_new_tokens: int = Field(256, ge=1)
     num_workers: int = Field(0, ge=0)
     seed: int = 0
+    max_minutes: float | None = Field(
+        None, gt=0, description="time budget of the training loop: after a few steps the run shrinks its epochs and LR schedule "
+        "to fit (anneal and later tasks included) and stops in time; None: run all epochs",
+    )  # fmt: skip
 
 
 class ScoreSection(Section):
@@ -154,12 +170,25 @@ class ScoreSection(Section):
     )
     max_new_tokens: int = Field(256, ge=1)
     num_beams: int = Field(1, ge=1, description="1 = greedy with KV cache (fastest); more = beam search")
-    default_threshold: float = Field(0.3, ge=0, le=1, description="minimum confidence kept for classes not listed below")
-    class_thresholds: dict[str, float] = Field(default_factory=dict)
+    decoder: Literal["lean", "generate"] = Field(
+        "lean", description="greedy decoding (num_beams 1): lean = inspect_core's own loop (vision tower and encoder once, "
+        "preallocated KV cache, finished rows leave the batch), the same tokens as generate in less time "
+        "(benchmarks/scoring_throughput.py); generate = transformers' generate",
+    )  # fmt: skip
+    store_floor: float = Field(
+        0.01, ge=0, le=1, description="lowest confidence stored (or the lowest operating threshold, if lower): "
+        "reports and the app apply thresholds after the fact",
+    )  # fmt: skip
+    default_threshold: float | None = Field(
+        None, ge=0, le=1, description="operating threshold of every class not in class_thresholds; None: the model's calibrated "
+        "per-class thresholds (calibration.json), 0.3 for a model without one",
+    )  # fmt: skip
+    class_thresholds: dict[str, float] = Field(default_factory=dict, description="operating threshold per class (wins over the rest)")
     tile: bool = Field(False, description="score large or line-scan images as overlapping square tiles")
     tile_size: int | None = Field(None, ge=32, description="tile side in original pixels; default: the image's shorter side")
     tile_overlap: float = Field(0.2, ge=0, lt=1)
     tile_merge_overlap: float = Field(0.5, gt=0, le=1, description="same-class tile boxes sharing more of the smaller box merge")
+    mask_margins: bool = Field(True, description="tiled line-scan strips: skip tiles and drop boxes in the blank margins by the cloth")
 
     @model_validator(mode="after")
     def _thresholds_in_range(self) -> ScoreSection:
@@ -168,8 +197,40 @@ class ScoreSection(Section):
             raise ValueError(f"class thresholds must be within [0, 1]: {bad}")
         return self
 
-    def threshold(self, class_name: str) -> float:
-        return self.class_thresholds.get(class_name, self.default_threshold)
+
+class CalibrationSection(Section):
+    """Confidence calibration fitted at the end of training (and by ``evaluate --calibrate``), saved with the model."""
+
+    enabled: bool = True
+    split: SplitName = "valid"
+    method: Literal["platt", "isotonic"] = "platt"
+    min_per_class: int = Field(20, ge=1, description="detections a class needs for its own curve; fewer share the overall one")
+    target_precision: float | None = Field(
+        None, gt=0, le=1, description="operating threshold: the lowest reaching this precision; None: best F1"
+    )
+    iou: float = Field(0.5, gt=0, le=1, description="a detection is correct when it overlaps a same-class box this much")
+    bins: int = Field(10, ge=2, description="confidence bins of the expected calibration error and reliability diagram")
+
+
+class ShiftSpec(Section):
+    name: str
+    start: str = Field(description="local start time HH:MM; a shift runs until the next one starts")
+
+
+class ReportSection(Section):
+    timezone: str = Field("UTC", description="the plant's IANA time zone (Europe/Istanbul): days and shifts are local")
+    shifts: list[ShiftSpec] = Field(default_factory=list, description="e.g. [{name: A, start: '06:00'}, {name: B, start: '14:00'}]")
+    bucket: Literal["day", "shift"] = "day"
+
+
+class RetrainSection(Section):
+    """Nightly champion/challenger retraining (the train flow) and where reviewed batches go for it."""
+
+    labelled_root: Path = Field(
+        Path("labelled"), description="batch folders (labelled/<date>/) the app's Export and `review export` write and "
+        "nightly retraining takes when they changed since the champion",
+    )  # fmt: skip
+    margin: float = Field(0.01, ge=0, description="mAP@50 a challenger must beat the champion by on the fixed validation set")
 
 
 class StoreSection(Section):
@@ -224,132 +285,15 @@ class InspectConfig(Section):
     lora: LoraSection = LoraSection()
     train: TrainSection = TrainSection()
     score: ScoreSection = ScoreSection()
+    calibration: CalibrationSection = CalibrationSection()
+    report: ReportSection = ReportSection()
+    retrain: RetrainSection = RetrainSection()
     store: StoreSection = StoreSection()
     ingest: IngestSection = IngestSection()
 
 
-class ConfigError(UsageError):
-    """A recipe that does not validate; the message lists every bad key with its line."""
-
-
-def _read(path: Path) -> tuple[dict[str, Any], KeyLines]:
-    """The recipe's mapping and the line of every key in it, through the one safe YAML reader."""
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a folder, not a recipe file")
-    data, lines = read_yaml_file(path, error=ConfigError)
-    if data is None:
-        return {}, {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of sections, got {type(data).__name__}")
-    return data, lines
-
-
-def _origin(loc: tuple[Any, ...], where: dict[tuple[Any, ...], str]) -> str:
-    """Where the value at ``loc`` came from: the closest enclosing key given, else a key given below it (a section-level
-    check failing on a ``--set`` item), else the file. Keys compare as text: YAML's ``1:`` is the int 1 to pydantic."""
-    given = {tuple(str(p) for p in key): origin for key, origin in where.items()}
-    path = tuple(str(p) for p in loc)
-    for n in range(len(path), 0, -1):
-        if path[:n] in given:
-            return given[path[:n]]
-    below = [origin for key, origin in given.items() if len(key) > len(path) and key[: len(path)] == path]
-    return below[-1] if below else given.get((), "")
-
-
-def _shown(text: str) -> str:
-    """``text`` for a message: as it is, or quoted with escapes if it holds characters a terminal would swallow (\\r, \\x1b)."""
-    return text if text.isprintable() else repr(text)
-
-
-def _validate(data: dict[str, Any], where: dict[tuple[str | int, ...], str]) -> InspectConfig:
-    """Validate the merged mapping; each error names where its key came from (file and line, --set, or a flag)."""
-    try:
-        return InspectConfig.model_validate(data)
-    except ValidationError as exc:
-        messages = []
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-            origin = _origin(loc, where)
-            key = ".".join(str(p) for p in loc) or "(top level)"
-            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            messages.append(f"{origin}{key}: {reason}")
-        raise ConfigError("\n".join(messages)) from None
-
-
-def load_config(path: Path | str) -> InspectConfig:
-    """Read and validate a YAML recipe."""
-    return load_recipe(path)
-
-
-def _field_keys(model: type[BaseModel], dotted: str) -> tuple[list[str], bool]:
-    """The settable keys below ``dotted`` (``lora``, ``score.class_thresholds``) and whether any key is allowed there."""
-    current: Any = model
-    for part in [p for p in dotted.split(".") if p]:
-        field = current.model_fields[part] if isinstance(current, type) and issubclass(current, BaseModel) else None
-        current = _section_type(field.annotation) if field else None
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields), False
-    return [], True  # a free mapping (class_thresholds), a list or a scalar: not ours to check further
-
-
-def _section_type(annotation: Any) -> Any:
-    """The Section class inside ``X``, ``X | None``; anything else as it is."""
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return annotation
-
-
-def _check_key(key: str, origin: str) -> list[str]:
-    """``key`` split into parts, or a ConfigError naming it and the closest real key ("did you mean")."""
-    parts = key.split(".")
-    if not key or any(not p for p in parts):
-        raise ConfigError(f"{origin}{key!r}: not a dotted key such as train.lr")
-    for depth, part in enumerate(parts):
-        known, free = _field_keys(InspectConfig, ".".join(parts[:depth]))
-        if free:
-            break
-        if part not in known:
-            prefix = ".".join(parts[:depth])
-            close = difflib.get_close_matches(part, known, n=1)
-            hint = f"; did you mean {'.'.join(filter(None, [prefix, close[0]]))}?" if close else f"; known: {', '.join(known)}"
-            raise ConfigError(f"{origin}{_shown(key)}: unknown key{hint}")
-    return parts
-
-
-def _put(data: dict[str, Any], parts: list[str], value: Any, key: str, origin: str) -> None:
-    for part in parts[:-1]:
-        child = data.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{origin}{_shown(key)}: {_shown(part)} is not a section")
-        data = child
-    data[parts[-1]] = value
-
-
-def parse_set(item: str) -> tuple[str, Any]:
-    """``key.path=value`` -> (key, value), the value read as a YAML scalar or flow collection (8 -> int, null -> None, [a, b])."""
-    key, sep, text = item.partition("=")
-    if not sep:
-        raise ConfigError(f"--set {_shown(item)}: expected key.path=value, e.g. --set train.lr=2e-4")
-    return key.strip(), safe_yaml_load(text, f"--set {_shown(item)}", error=ConfigError) if text.strip() else ""
-
-
-def load_recipe(path: Path | str | None = None, sets: Sequence[str] = (), overrides: Mapping[str, Any] | None = None) -> InspectConfig:
-    """The one merge behind every entry point: recipe file (or the defaults), then ``--set key.path=value``
-    items, then ``overrides`` (dotted keys from command-line flags or flow parameters), validated once.
-
-    Unknown keys fail with the closest known one; bad values name the file and line, the ``--set``
-    item, or the flag they came from.
-    """
-    data: dict[str, Any] = {}
-    where: dict[tuple[str | int, ...], str] = {}
-    if path is not None:
-        data, lines = _read(Path(path))
-        where = {loc: f"{path}: line {line}: " for loc, line in lines.items()} | {(): f"{path}: "}
-    layers = [(f"--set {_shown(item)}: ", *parse_set(item)) for item in sets]
-    layers += [("override: ", key, value) for key, value in (overrides or {}).items()]
-    for origin, key, value in layers:
-        parts = _check_key(key, origin)
-        _put(data, parts, value, key, origin)
-        where = {loc: w for loc, w in where.items() if loc[: len(parts)] != tuple(parts)} | {tuple(parts): origin}
-    return _validate(data, where)
+# The loader lives beside the model (recipe.py); imported last, as it builds on the classes above.
+from inspect_core.config.recipe import ConfigError as ConfigError  # noqa: E402
+from inspect_core.config.recipe import load_config as load_config  # noqa: E402
+from inspect_core.config.recipe import load_recipe as load_recipe  # noqa: E402
+from inspect_core.config.recipe import parse_set as parse_set  # noqa: E402

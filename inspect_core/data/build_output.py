@@ -4,7 +4,7 @@ A build writes into ``.<name>.partial-<pid>`` beside the output and renames it i
 complete, so a failed or killed build never touches an existing dataset. Three things this module
 adds around that rename, each from a case that lost data or disk:
 
-- ``--out`` equal to, inside or above ``--source`` with ``--overwrite`` replaced (deleted) the
+- ``--out`` equal to, inside or above ``--images`` with ``--overwrite`` replaced (deleted) the
   source labels: refused as a usage error before anything is read.
 - a build killed with ``kill -9`` left its ``.partial-<pid>`` folder forever: the next build of
   the same output removes partial folders whose process is dead.
@@ -43,7 +43,7 @@ def check_output_apart(out: Path, sources: Iterable[Path]) -> None:
             relation = "lies inside the labelled folder"
         else:
             continue
-        raise UsageError(f"--out {out} {relation} --source {source}; building there would overwrite labels. Choose an output folder "
+        raise UsageError(f"--out {out} {relation} --images {source}; building there would overwrite labels. Choose an output folder "
                          "outside the source")  # fmt: skip
 
 

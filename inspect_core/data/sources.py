@@ -3,8 +3,8 @@
 The CLI (``dataset build``, ``demo``), the ``build-dataset`` flow and nightly retraining all turn
 labelled folders into a Florence JSONL dataset; they used to write the import-then-build sequence
 three times, each with its own idea of which recipe fields applied. This module is that sequence,
-once: the recipe's ``dataset:`` section says how to import (format, skip-invalid, mask class) and
-``augment:`` what to materialise.
+once: the recipe's ``dataset:`` section says how to import (format, skip-invalid, mask class, class map,
+YOLO names file) and how to split, and ``augment:`` what to materialise.
 """
 
 from __future__ import annotations
@@ -15,28 +15,32 @@ from pathlib import Path
 from inspect_core.config import AugmentSection, DatasetSection
 from inspect_core.data.build_output import check_output_apart
 from inspect_core.data.dataset_builder import BuildSummary, build_dataset
-from inspect_core.data.importers import ImportResult, import_dataset
+from inspect_core.data.importers import ImportResult, import_dataset, parse_class_map
 from inspect_core.errors import UsageError
 
 
 def import_sources(sources: Path | Sequence[Path], dataset: DatasetSection) -> ImportResult:
-    """One import of one or several labelled folders (nightly batches); an image in two batches is kept once.
+    """One import of one or several labelled folders (nightly batches); an image in two batches is kept once, with the
+    labels of the later folder (a re-review overrides the first one).
 
     Each folder may be in its own format when ``dataset.format`` is ``auto``.
     """
     folders = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(s) for s in sources]
     if not folders:
         raise UsageError("no labelled folder to import")
-    results = [import_dataset(f, dataset.format, skip_invalid=dataset.skip_invalid, mask_class=dataset.mask_class) for f in folders]
+    class_map = parse_class_map(dataset.class_map)  # read once, before any folder: a bad map is a usage error up front
+    results = [
+        import_dataset(f, dataset.format, skip_invalid=dataset.skip_invalid, mask_class=dataset.mask_class, class_map=class_map,
+                       data_yaml=dataset.data_yaml)
+        for f in folders
+    ]  # fmt: skip
     if len(results) == 1:
         return results[0]
-    seen: set[str] = set()
-    images = []
+    latest = {}  # a frame reviewed again in a later batch (labelled/<date>/, taken in name order) carries its newest labels
     for result in results:
         for image in result.images:
-            if image.sha256 not in seen:
-                seen.add(image.sha256)
-                images.append(image)
+            latest[image.sha256] = image
+    images = list(latest.values())
     classes = sorted({c for r in results for c in r.classes})
     return ImportResult(results[0].format, folders[0].parent, images, [e for r in results for e in r.skipped], classes)
 

@@ -17,6 +17,13 @@ shifted back inside the image where the line runs along an edge.
 Generation is deterministic: image ``index`` of ``seed`` draws from ``np.random.default_rng([seed,
 index])`` only, split into independent streams for the fabric, the defects and the finishing, so the
 same image rendered with ``max_defects=0`` is the identical fabric without its defects.
+
+Styles (``style=``, ``dataset synth --style``): ``default`` is the generator above, unchanged (same
+seed, same bytes: the sample data and the tests rely on it). ``randomised`` (``synth.randomised``)
+is domain randomisation for pretraining: many weave and knit structures and scales, uneven yarns,
+backgrounds, line-scan strips with blank margins (``width`` > ``size``), camera effects, and defect
+shapes with real variety. ``heldout`` (``synth.heldout``) is an independently written generator
+family that pretraining must never see: the fair test of whether a base generalises.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 from lxml import etree
 
 from inspect_core.data.annotations import DefectObject
-from inspect_core.data.fabric_cloth import (
+from inspect_core.data.synth.cloth import (
     _VOC_JPEG_QUALITY,
     DEFECT_CLASSES,
     LINE_MIN_THICKNESS_FRACTION,
@@ -36,14 +43,16 @@ from inspect_core.data.fabric_cloth import (
     _finish,
     _weave_fabric,
 )
-from inspect_core.data.fabric_defects import (
+from inspect_core.data.synth.defects import (
     _add_defects,
     _caption,
 )
 from inspect_core.errors import UsageError
 
-__all__ = ["DEFECT_CLASSES", "LINE_MIN_THICKNESS_FRACTION", "SyntheticSample", "generate_sample", "write_voc_dataset"]
+__all__ = ["DEFECT_CLASSES", "LINE_MIN_THICKNESS_FRACTION", "STYLES", "SyntheticSample", "generate_sample", "write_voc_dataset"]
 
+STYLES: tuple[str, ...] = ("default", "randomised", "heldout")
+_FILE_PREFIX = {"default": "fabric", "randomised": "randomised", "heldout": "heldout"}
 
 
 @dataclass(frozen=True)
@@ -53,21 +62,42 @@ class SyntheticSample:
     image: np.ndarray  # HxWx3 uint8 RGB, already JPEG-degraded
     objects: tuple[DefectObject, ...]
     caption: str
-    texture: str  # plain | twill | knit
+    texture: str  # plain | twill | knit (default style); the weave or knit structure in the others
+    layout: str = "full"  # randomised style: full | background | linescan
+    margins: tuple[int, int] = (0, 0)  # blank columns at the left and right of a line-scan frame
 
 
-
-
-def generate_sample(seed: int, index: int, size: int = 512, max_defects: int = 4, clean_fraction: float = 0.15) -> SyntheticSample:
-    """Image ``index`` of the synthetic set ``seed``: same arguments, same pixels and labels.
-
-    ``size`` is the square image side. The sample with ``max_defects=0`` is the same cloth, lighting
-    and noise without defects, which is how tests measure what a defect changed.
-    """
+def _check_options(size: int, style: str, width: int | None) -> None:
+    if style not in STYLES:
+        raise UsageError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     if size < 32:
         raise UsageError(f"size must be at least 32 px, got {size}")
+    if width is not None and (style != "randomised" or width < size):
+        raise UsageError(f"width (a line-scan strip) is for the randomised style only and at least the size {size}, got {width}")
+
+
+def generate_sample(
+    seed: int, index: int, size: int = 512, max_defects: int = 4, clean_fraction: float = 0.15, style: str = "default",
+    width: int | None = None,
+) -> SyntheticSample:  # fmt: skip
+    """Image ``index`` of the synthetic set ``seed``: same arguments, same pixels and labels.
+
+    ``size`` is the square image side (the height, where ``width`` makes a randomised line-scan strip).
+    The sample with ``max_defects=0`` is the same cloth, lighting and noise without defects, which is
+    how tests measure what a defect changed.
+    """
+    _check_options(size, style, width)
     if max_defects < 0 or not 0.0 <= clean_fraction <= 1.0:
         raise UsageError("max_defects must be >= 0 and clean_fraction within [0, 1]")
+    if style == "randomised":
+        from inspect_core.data.synth.randomised import generate_randomised
+
+        return generate_randomised(seed, index, size, max_defects, clean_fraction, width)
+    if style == "heldout":
+        from inspect_core.data.synth.heldout import generate_heldout
+
+        held = generate_heldout(seed, index, size, max_defects, clean_fraction)
+        return SyntheticSample(held.image, held.objects, held.caption, held.texture)
     fabric_rng, defect_rng, finish_rng = np.random.default_rng([seed, index]).spawn(3)
     fabric = _weave_fabric(fabric_rng, size)
     objects = _add_defects(defect_rng, fabric, max_defects, clean_fraction)
@@ -93,14 +123,14 @@ def _sub(parent: etree._Element, tag: str, text: str | int) -> etree._Element:
     return element
 
 
-def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
+def _voc_xml(sample: SyntheticSample, folder: str, filename: str, database: str = "inspect-core synthetic") -> bytes:
     """LabelImg's Pascal VOC layout, plus ``<caption>`` and per-object ``<description>`` it ignores."""
     height, width = sample.image.shape[:2]
     root = etree.Element("annotation")
     _sub(root, "folder", folder)
     _sub(root, "filename", filename)
     _sub(root, "path", filename)
-    _sub(etree.SubElement(root, "source"), "database", "inspect-core synthetic")
+    _sub(etree.SubElement(root, "source"), "database", database)
     size = etree.SubElement(root, "size")
     _sub(size, "width", width)
     _sub(size, "height", height)
@@ -124,20 +154,25 @@ def _voc_xml(sample: SyntheticSample, folder: str, filename: str) -> bytes:
     return etree.tostring(root, pretty_print=True, encoding="utf-8")
 
 
-def write_voc_dataset(out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0) -> list[Path]:
-    """Write `count` images (`fabric_{index:05d}.jpg`) + LabelImg Pascal VOC XML (`fabric_{index:05d}.xml`)
-    side by side in out_dir; returns the xml paths.
+def write_voc_dataset(
+    out_dir: Path, count: int, seed: int = 0, size: int = 512, start_index: int = 0, style: str = "default", width: int | None = None
+) -> list[Path]:
+    """Write `count` images (`fabric_{index:05d}.jpg`; `randomised_` or `heldout_` for those styles) + LabelImg
+    Pascal VOC XML beside each in out_dir; returns the xml paths.
 
     The format LabelImg reads lets people inspect and correct the synthetic labels by hand.
     """
+    _check_options(size, style, width)  # before the folder is made
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = _FILE_PREFIX[style]
+    database = "inspect-core synthetic" if style == "default" else f"inspect-core synthetic ({style})"
     xml_paths = []
     for index in range(start_index, start_index + count):
-        sample = generate_sample(seed, index, size)
-        image_name = f"fabric_{index:05d}.jpg"
+        sample = generate_sample(seed, index, size, style=style, width=width)
+        image_name = f"{prefix}_{index:05d}.jpg"
         (out_dir / image_name).write_bytes(_encode_jpeg(sample.image, _VOC_JPEG_QUALITY))
-        xml_path = out_dir / f"fabric_{index:05d}.xml"
-        xml_path.write_bytes(_voc_xml(sample, out_dir.name, image_name))
+        xml_path = out_dir / f"{prefix}_{index:05d}.xml"
+        xml_path.write_bytes(_voc_xml(sample, out_dir.name, image_name, database))
         xml_paths.append(xml_path)
     return xml_paths

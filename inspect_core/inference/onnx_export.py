@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -46,9 +47,10 @@ from transformers.cache_utils import EncoderDecoderCache
 
 from inspect_core.errors import UsageError
 from inspect_core.inference.onnx_backend import MANIFEST, OnnxFlorence, io_names
+from inspect_core.model.calibration import CALIBRATION_FILE, model_vocabulary
 from inspect_core.model.factory import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR
 from inspect_core.model.lora import merge_adapter
-from inspect_core.model.trained_model import load_trained
+from inspect_core.model.trained_model import load_trained, resolve_trained_source
 
 GRAPHS = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
 QUANTIZATIONS = ("int8",)
@@ -227,5 +229,12 @@ def export_onnx(model_dir: Path, out: Path, quantize: str | None = None, opset: 
     side the graphs are traced at, written to the manifest and the exported processor.
     """
     model, processor = load_trained(model_dir, image_size)
-    source = {"model": str(model_dir), "fingerprint": source_fingerprint(model_dir)}
-    return export_model(merge_adapter(model), processor, out, quantize, opset, source)
+    folder = Path(resolve_trained_source(str(model_dir)))
+    vocabulary = model_vocabulary(folder) if folder.is_dir() else None
+    source: dict = {"model": str(model_dir), "fingerprint": source_fingerprint(model_dir)}
+    if vocabulary:  # an open-vocabulary source (a hub model, an uncalibrated checkpoint) has none to carry
+        source["classes"] = list(vocabulary)
+    manifest = export_model(merge_adapter(model), processor, out, quantize, opset, source)
+    if (folder / CALIBRATION_FILE).is_file():  # the export scores with the same confidences and thresholds as its source
+        shutil.copyfile(folder / CALIBRATION_FILE, out / CALIBRATION_FILE)
+    return manifest

@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -35,7 +34,9 @@ from inspect_core.data.worker_lifetime import die_with_parent
 from inspect_core.inference.detector import Detection, detect
 from inspect_core.inference.onnx_backend import MANIFEST as ONNX_MANIFEST
 from inspect_core.inference.onnx_backend import OnnxFlorence
-from inspect_core.inference.tiling import merge_tile_detections, tile_windows, to_image_coordinates
+from inspect_core.inference.thresholds import detection_policy
+from inspect_core.inference.tiling import TilePlan, place_detections, plan_tiles, window_crops
+from inspect_core.model.calibration import load_calibration, model_vocabulary
 from inspect_core.model.lora import merge_adapter
 from inspect_core.model.precision import use_bf16
 from inspect_core.model.trained_model import MODEL_INFO, load_trained, resolve_trained_source, saved_input_size
@@ -68,19 +69,22 @@ def scoring_dtype(precision: str, device: torch.device) -> torch.dtype:
 class TorchDetector:
     """The PyTorch backend: a merged model (adapters folded into the weights once, at load), on the GPU if there is one."""
 
-    def __init__(self, model_dir: str, precision: str, image_size: int | None = None) -> None:
+    def __init__(self, model_dir: str, precision: str, image_size: int | None = None, decoder: str = "lean") -> None:
         model, self.processor = load_trained(model_dir, image_size)
         model = merge_adapter(model) if hasattr(model, "merge_and_unload") else model
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(device=device, dtype=scoring_dtype(precision, device)).eval()
         self.input_size = int(self.processor.image_processor.size["height"])
+        self.decoder = decoder
 
     def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]:
-        return detect(self.model, self.processor, crops, "<OD>", max_new_tokens=max_new_tokens, num_beams=num_beams)
+        return detect(self.model, self.processor, crops, "<OD>", max_new_tokens=max_new_tokens, num_beams=num_beams,
+                      decoder=self.decoder)  # fmt: skip
 
 
-def load_detector(model_dir: str, backend: str, precision: str, image_size: int | None = None) -> Detector:
-    """The backend at the recipe's ``model.image_size`` (None: the size the model was saved or exported with)."""
+def load_detector(model_dir: str, backend: str, precision: str, image_size: int | None = None, decoder: str = "lean") -> Detector:
+    """The backend at the recipe's ``model.image_size`` (None: the size the model was saved or exported with); ``decoder``
+    is ``score.decoder`` (the torch backend's greedy loop: ``lean`` or transformers' ``generate``, the same answers)."""
     if backend == "onnx":
         detector = OnnxFlorence(Path(model_dir))
         if image_size is not None and image_size != detector.input_size:
@@ -89,19 +93,19 @@ def load_detector(model_dir: str, backend: str, precision: str, image_size: int 
                 f"export again with that model.image_size, or drop it from the recipe"
             )
         return detector
-    return TorchDetector(model_dir, precision, image_size)
+    return TorchDetector(model_dir, precision, image_size, decoder)
 
 
 @dataclass(slots=True)
 class LoadedFrame:
-    """One image as a worker prepared it: windows (one, or tiles) resized to the model input."""
+    """One image as a worker prepared it: windows (one, or tiles off the blank margins) resized to the model input."""
 
     path: str
     captured_at: datetime
     sha256: str = ""
     width: int = 0
     height: int = 0
-    windows: list[tuple[int, int, int, int]] = field(default_factory=list)
+    plan: TilePlan | None = None
     crops: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
 
@@ -127,14 +131,9 @@ class FrameDataset(Dataset):
         if isinstance(loaded, str):
             return LoadedFrame(str(path), captured_at, error=loaded)
         pixels, sha256 = loaded
-        height, width = pixels.shape[:2]
-        if self.settings.tile:
-            windows = tile_windows(width, height, self.settings.tile_size or min(width, height), self.settings.tile_overlap)
-        else:
-            windows = [(0, 0, width, height)]
-        size = (self.input_size, self.input_size)
-        crops = [cv2.resize(pixels[y0:y1, x0:x1], size, interpolation=cv2.INTER_CUBIC) for x0, y0, x1, y1 in windows]
-        return LoadedFrame(str(path), captured_at, sha256, width, height, windows, crops)
+        plan = plan_tiles(pixels, self.settings, self.settings.tile)  # predict's path too (inference.tiling)
+        crops = window_crops(pixels, plan.windows, self.input_size)
+        return LoadedFrame(str(path), captured_at, sha256, plan.width, plan.height, plan, crops)
 
 
 @dataclass
@@ -146,9 +145,13 @@ class ScoreSummary:
     skipped: int
     quarantined: int
     detections: int
-    per_class: dict[str, int]
+    per_class: dict[str, int]  # operating detections (defects) per class
     seconds: float
     quarantined_files: dict[str, str] = field(default_factory=dict)  # path (as shown) -> reason, this run's
+    stored: int = 0  # detections stored, down to the storage floor (``detections`` counts the operating ones)
+    thresholds: dict = field(default_factory=dict)  # the operating thresholds the run applied
+    dropped_labels: dict[str, int] = field(default_factory=dict)  # answers outside the model's vocabulary, never stored
+    rescored: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -173,32 +176,34 @@ def register_model_dir(engine: Engine, model_dir: str, image_size: int | None = 
     adapter = model_dir if info.get("kind") == "adapter" else None
     saved = saved_input_size(model_dir)
     image_size = image_size or saved  # who registers first (scoring, a flow's model pick) records the same
-    metrics = {"image_size": image_size} if image_size is not None else None
+    metrics = {"image_size": image_size} if image_size is not None else {}
+    calibration = load_calibration(model_dir)
+    if calibration is not None:  # recorded with the version: the thresholds and the fit behind its confidences
+        metrics["calibration"] = {"thresholds": calibration.thresholds, "default_threshold": calibration.default_threshold,
+                                  "fitted": calibration.fitted}  # fmt: skip
+    if (vocabulary := model_vocabulary(model_dir)) is not None:
+        metrics["classes"] = list(vocabulary)
     # Another input size gives other answers: a version of its own (the saved size keeps the plain weights' identity).
     variant = f"image_size={image_size}" if image_size is not None and saved is not None and image_size != saved else None
     version = register_model(engine, Path(model_dir), base_model=base, adapter=adapter, metrics=metrics, variant=variant)
     return int(version.id), version.name
 
 
-def _frame_detections(frame: LoadedFrame, found: list[list[Detection]], input_size: int, settings: ScoreSection) -> list[Detection]:
-    """Detections of one image in its own pixels: tiles mapped back and merged, thresholds applied."""
-    placed: list[Detection] = []
-    for window, detections in zip(frame.windows, found):
-        scale = ((window[2] - window[0]) / input_size, (window[3] - window[1]) / input_size)
-        placed.extend(to_image_coordinates(detections, window, scale))
-    if len(frame.windows) > 1:
-        placed = merge_tile_detections(placed, settings.tile_merge_overlap)
-    return [d for d in placed if d.score >= settings.threshold(d.label)]
-
-
 def score_images(
     paths: Sequence[Path], model: str, engine: Engine, settings: ScoreSection, source_id: int | None = None,
     progress: Callable[[int], None] | None = None, detector: Detector | None = None, image_size: int | None = None,
+    rescore: bool = False,
 ) -> ScoreSummary:  # fmt: skip
     """Score ``paths`` with ``model`` (``tiny``, a model or checkpoint folder) into the store ``engine``.
 
     ``image_size`` is the recipe's ``model.image_size``: the side crops are resized to (None: the
     size the model was saved with); it is recorded with the model version.
+
+    Every detection down to the storage floor is stored, calibrated when the model folder has a
+    ``calibration.json``, and marked operating when it reaches its class's operating threshold
+    (``inspect_core.inference.thresholds``); labels outside the model's vocabulary are dropped and
+    counted. ``rescore`` scores images this model version already scored again, as a new run that
+    keeps the earlier answers as history (``inspect_core.store.history``).
 
     ``progress`` is called with the number of images finished after each batch. A failure marks
     the run failed (what was stored stays stored and is skipped next time) and re-raises.
@@ -206,10 +211,12 @@ def score_images(
     # The onnx backend reads an export folder (``inspect-core export onnx``) as it is.
     paths = [Path(p).resolve() for p in paths]
     model_dir = model if settings.backend == "onnx" else resolve_trained_source(model)
-    detector = detector or load_detector(model_dir, settings.backend, settings.precision, image_size)
+    detector = detector or load_detector(model_dir, settings.backend, settings.precision, image_size, settings.decoder)
     version_id, version_name = register_model_dir(engine, model_dir, detector.input_size)
+    policy = detection_policy(model_dir, settings)
     started = time.perf_counter()  # throughput counts scoring, not the one-off model load
-    run_id = start_run(engine, version_id, settings_hash(settings), len(paths))
+    run_id = start_run(engine, version_id, settings_hash(settings), len(paths), thresholds=policy.thresholds.as_dict())
+    dropped: Counter[str] = Counter()
     loader = DataLoader(
         FrameDataset(paths, detector.input_size, settings), batch_size=settings.batch_size, num_workers=settings.num_workers,
         collate_fn=list, prefetch_factor=2 if settings.num_workers else None,
@@ -225,7 +232,7 @@ def score_images(
                     quarantine(engine, frame.path, frame.error, stage="score", run_id=run_id)  # one row per file, however many reruns
                     quarantined[frame.path] = frame.error
             good = [f for f in frames if not f.error]
-            done = already_scored(engine, version_id, [f.sha256 for f in good])
+            done = set() if rescore else already_scored(engine, version_id, [f.sha256 for f in good])
             todo = [f for f in good if f.sha256 not in done]
             if len(good) > len(todo):
                 add_skipped(engine, run_id, len(good) - len(todo))
@@ -236,12 +243,13 @@ def score_images(
                     found.extend(detector(crops[start : start + settings.batch_size], settings.max_new_tokens, settings.num_beams))
             scored: list[ScoredImage] = []
             for frame in todo:
-                mine, found = found[: len(frame.windows)], found[len(frame.windows) :]
-                kept = _frame_detections(frame, mine, detector.input_size, settings)
-                per_class.update(d.label for d in kept)
-                stored = [StoredDetection(d.label, d.score, d.box) for d in kept]
+                mine, found = found[: len(frame.plan.windows)], found[len(frame.plan.windows) :]
+                kept, outside = policy.judge(place_detections(frame.plan, mine, detector.input_size, settings.tile_merge_overlap))
+                dropped.update(outside)
+                per_class.update(d.label for d, operating in kept if operating)
+                stored = [StoredDetection(d.label, d.score, d.box, operating=operating) for d, operating in kept]
                 scored.append(ScoredImage(frame.sha256, frame.path, frame.width, frame.height, frame.captured_at, source_id, stored))
-            write_scored_batch(engine, run_id, version_id, scored)
+            write_scored_batch(engine, run_id, version_id, scored, rescore=rescore)
             counts.update(quarantined=len(frames) - len(good), skipped=len(good) - len(todo))
             if progress:
                 progress(len(frames))
@@ -251,11 +259,12 @@ def score_images(
         except Exception as unrecorded:  # the store is what failed (down, read-only): the next start reaps the run
             error.add_note(f"the run could not be marked failed either: {unrecorded}")
         raise
-    record = finish_run(engine, run_id, "completed")
+    record = finish_run(engine, run_id, "completed", dropped_labels=dict(dropped))
     return ScoreSummary(
         run_id=run_id, model_version=version_name, images=len(paths), scored=record.images_scored, skipped=counts["skipped"],
-        quarantined=counts["quarantined"], detections=record.detections, per_class=dict(sorted(per_class.items())),
-        seconds=time.perf_counter() - started, quarantined_files=quarantined,
+        quarantined=counts["quarantined"], detections=record.defects, per_class=dict(sorted(per_class.items())),
+        seconds=time.perf_counter() - started, quarantined_files=quarantined, stored=record.detections,
+        thresholds=policy.thresholds.as_dict(), dropped_labels=dict(sorted(dropped.items())), rescored=rescore,
     )  # fmt: skip
 
 

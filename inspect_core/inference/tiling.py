@@ -3,15 +3,31 @@
 A 4096x256 strip squeezed into a square model input loses the small defects; cut into overlapping
 square tiles each keeps its resolution. A defect on a tile border is seen whole (or in part) by the
 neighbouring tile too, so the copies are fused per class, in strip coordinates.
+
+Scoring and ``predict`` share one path: :func:`plan_tiles` (the windows, and the cloth when
+``score.mask_margins``: tiles wholly in a strip's blank margin are not sent to the model),
+:func:`window_crops` (the model's input) and :func:`place_detections` (boxes back in image pixels,
+merged, those mostly in the margin dropped), so a box ``predict`` shows is the box ``score`` stores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
 
 from inspect_core.data.annotations import Box
 from inspect_core.errors import UsageError
+from inspect_core.inference.cloth_region import ClothRegion, find_cloth
 from inspect_core.inference.detector import Detection
+
+if TYPE_CHECKING:
+    from inspect_core.config import ScoreSection
+
+Window = tuple[int, int, int, int]
 
 # Each tile is one model call: 100 tiles make one frame cost 100 whole frames (a 4096x4096 frame cut into
 # 512 px tiles at 20 % overlap is exactly 100). Beyond that one odd frame stalls the line: an 8000x16
@@ -103,3 +119,50 @@ def to_image_coordinates(detections: Sequence[Detection], window: tuple[int, int
         return (x0 + box[0] * sx, y0 + box[1] * sy, x0 + box[2] * sx, y0 + box[3] * sy)
 
     return [Detection(d.label, place(d.box), d.score) for d in detections]
+
+
+@dataclass(slots=True)
+class TilePlan:
+    """How one image is looked at: the windows sent to the model and, when margins are masked, where the cloth is."""
+
+    width: int
+    height: int
+    windows: list[Window]
+    tiled: bool = False  # cut into more than one window (before any was skipped): their boxes are merged
+    cloth: ClothRegion | None = None  # None: nothing masked
+    skipped: int = 0  # windows wholly outside the cloth, never sent to the model
+
+
+def plan_tiles(pixels: np.ndarray, settings: ScoreSection, tile: bool) -> TilePlan:
+    """The windows of ``pixels``: the whole image, or (``tile``) overlapping tiles of ``settings.tile_size``.
+
+    With ``settings.mask_margins`` a tiled image's cloth is found (:func:`find_cloth`) and the tiles
+    sharing no pixel with it are dropped from the plan. Untiled images are one window and unmasked:
+    margins are a line-scan strip's, and strips are scored tiled.
+    """
+    height, width = pixels.shape[:2]
+    if not tile:
+        return TilePlan(width, height, [(0, 0, width, height)])
+    windows = tile_windows(width, height, settings.tile_size or min(width, height), settings.tile_overlap)
+    if not settings.mask_margins:
+        return TilePlan(width, height, windows, tiled=len(windows) > 1)
+    cloth = find_cloth(pixels)
+    kept = [w for w in windows if cloth.touches(w)]
+    return TilePlan(width, height, kept, tiled=len(windows) > 1, cloth=cloth, skipped=len(windows) - len(kept))
+
+
+def window_crops(pixels: np.ndarray, windows: Sequence[Window], input_size: int) -> list[np.ndarray]:
+    """Each window cut out and resized (bicubic) to the model's square input."""
+    size = (input_size, input_size)
+    return [cv2.resize(pixels[y0:y1, x0:x1], size, interpolation=cv2.INTER_CUBIC) for x0, y0, x1, y1 in windows]
+
+
+def place_detections(plan: TilePlan, found: Sequence[Sequence[Detection]], input_size: int, merge_overlap: float) -> list[Detection]:
+    """Detections per window (in model-input pixels) as one list in image pixels: margin boxes dropped, tiles merged."""
+    placed: list[Detection] = []
+    for window, detections in zip(plan.windows, found):
+        scale = ((window[2] - window[0]) / input_size, (window[3] - window[1]) / input_size)
+        placed.extend(to_image_coordinates(detections, window, scale))
+    if plan.cloth is not None:  # before merging: an answer about the margin never widens a box on the cloth
+        placed = [d for d in placed if plan.cloth.holds(d.box)]
+    return merge_tile_detections(placed, merge_overlap) if plan.tiled else placed

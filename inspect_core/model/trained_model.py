@@ -6,31 +6,39 @@ merging and scoring can rebuild the model from the folder alone. A folder withou
 ``inspect_model.json`` is a plain Florence-2 model (a merged model, or a base model).
 
 ``inspect_model.json`` also pins the base model's hub commit (when it came from the hub), so an
-adapter is always put back on the weights it was trained on, and records the input size trained at.
+adapter is always put back on the weights it was trained on, and records the input size trained at and
+the dataset's classes (the vocabulary: scoring never stores another label as a defect class).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from peft import PeftModel
 from torch import nn
 from transformers import AutoProcessor, Florence2ForConditionalGeneration, Florence2Processor
 
+from inspect_core.model.calibration import load_calibration
 from inspect_core.model.factory import input_size, load_florence, resolve_model_source, size_processor
 from inspect_core.model.lora import merge_adapter
 
 MODEL_INFO = "inspect_model.json"
 
 
-def save_checkpoint(model: nn.Module, processor: Florence2Processor, out: Path, base_model: str, strategy: str) -> None:
+def save_checkpoint(
+    model: nn.Module, processor: Florence2Processor, out: Path, base_model: str, strategy: str, classes: Sequence[str] | None = None
+) -> None:
+    """Weights, processor and ``inspect_model.json``; ``classes`` (the dataset's vocabulary) is what the model was trained to name."""
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     kind = "adapter" if isinstance(model, PeftModel) else "full"
     revision = getattr(model.config, "_commit_hash", None)  # the hub commit from_pretrained resolved; None for a local folder
     info = {"base_model": base_model, "strategy": strategy, "kind": kind, "revision": revision, "image_size": input_size(processor)}
+    if classes is not None:
+        info["classes"] = list(classes)
     (out / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
@@ -72,10 +80,18 @@ def load_trained(path: Path | str, image_size: int | None = None, revision: str 
 
 
 def merge_checkpoint(path: Path | str, out: Path, image_size: int | None = None) -> Path:
-    """Merge a checkpoint's adapter into its base and save a plain Florence-2 (safetensors) for serving."""
+    """Merge a checkpoint's adapter into its base and save a plain Florence-2 (safetensors) for serving.
+
+    The checkpoint's ``calibration.json`` (confidence calibration, operating thresholds, class vocabulary)
+    goes with it: the merged weights answer exactly as the adapter did, so its calibration still holds.
+    It is read first, so an unreadable one fails before any weights are written.
+    """
+    calibration = load_calibration(path)
     model, processor = load_trained(path, image_size)
     merged: Florence2ForConditionalGeneration = merge_adapter(model)
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
+    if calibration is not None:
+        calibration.save(out)
     return out

@@ -9,6 +9,7 @@ callers use these functions, each one transaction retried the same way while the
 - ``opening``: ``open_store``: file checks, migrations in one locked transaction, finishing a half-built schema
 - ``runs``: scoring runs started, heartbeat, finished, and reaped when their process is gone
 - ``writes``: sources, model registry, scored batches, quarantine (one row per file)
+- ``history``: rescoring moves the detections it replaces to ``superseded_detections``
 - ``queries``: the reads that drive work (champion, unscored images, known hashes)
 - ``reports``: the report queries, as DataFrames (rendering them is ``inspect_core.reporting``)
 """
@@ -39,6 +40,7 @@ from inspect_core.store.schema import (
     ScoringRun,
     Source,
     StoredDetection,
+    SupersededDetection,
 )
 from inspect_core.store.writes import (
     ensure_source,
@@ -67,6 +69,7 @@ __all__ = [
     "Source",
     "StoreUnavailableError",
     "StoredDetection",
+    "SupersededDetection",
     "add_skipped",
     "already_scored",
     "champion",

@@ -30,6 +30,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+import inspect_core.store.review_schema
 import inspect_core.store.schema  # noqa: F401  (registers the tables on SQLModel.metadata)
 from inspect_core.errors import BadInputError, EnvironmentFailure, UsageError
 from inspect_core.store.engine import (

@@ -18,6 +18,7 @@ import os
 import socket
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -51,9 +52,11 @@ def process_alive(pid: int) -> bool:
 def _recount(session: Session, record: ScoringRun) -> None:
     """A run's counts from the rows it wrote, so they cannot drift."""
     scored = session.exec(
-        select(sa.func.count(), sa.func.coalesce(sa.func.sum(ImageScore.detections), 0)).where(ImageScore.run_id == record.id)
+        select(
+            sa.func.count(), sa.func.coalesce(sa.func.sum(ImageScore.detections), 0), sa.func.coalesce(sa.func.sum(ImageScore.defects), 0)
+        ).where(ImageScore.run_id == record.id)
     ).one()
-    record.images_scored, record.detections = int(scored[0]), int(scored[1])
+    record.images_scored, record.detections, record.defects = int(scored[0]), int(scored[1]), int(scored[2])
     record.images_quarantined = session.exec(select(sa.func.count()).where(QuarantineEntry.run_id == record.id)).one()
 
 
@@ -89,14 +92,15 @@ def reap_stale_runs(engine: Engine, stale_after: timedelta = STALE_AFTER, now: d
     return with_retries(run, "reaping scoring runs whose process is gone")
 
 
-def start_run(engine: Engine, model_version_id: int, config_hash: str, images_total: int) -> int:
-    """A new ``running`` run owned by this process; runs whose process is gone are reaped first."""
+def start_run(engine: Engine, model_version_id: int, config_hash: str, images_total: int, thresholds: dict[str, Any] | None = None) -> int:
+    """A new ``running`` run owned by this process, recording the operating ``thresholds`` it applies; runs whose
+    process is gone are reaped first."""
     reap_stale_runs(engine)
 
     def run() -> int:
         with Session(engine) as session:
             record = ScoringRun(model_version_id=model_version_id, config_hash=config_hash, images_total=images_total,
-                                host=HOST, pid=os.getpid(), heartbeat_at=utc_now())  # fmt: skip
+                                host=HOST, pid=os.getpid(), heartbeat_at=utc_now(), thresholds=thresholds)  # fmt: skip
             session.add(record)
             session.commit()
             return int(record.id)
@@ -109,8 +113,11 @@ def heartbeat(connection: sa.Connection, run_id: int) -> None:
     connection.execute(sa.update(_RUNS).where(_RUNS.c.id == run_id).values(heartbeat_at=utc_now()))
 
 
-def finish_run(engine: Engine, run_id: int, status: str, error: str | None = None) -> ScoringRun:
-    """Close a run; its counts are recomputed from the rows it wrote, so they cannot drift."""
+def finish_run(
+    engine: Engine, run_id: int, status: str, error: str | None = None, dropped_labels: dict[str, int] | None = None
+) -> ScoringRun:
+    """Close a run; its counts are recomputed from the rows it wrote, so they cannot drift. ``dropped_labels``
+    (answers outside the model's vocabulary) join the thresholds recorded on the run."""
 
     def run() -> ScoringRun:
         with Session(engine, expire_on_commit=False) as session:
@@ -118,6 +125,8 @@ def finish_run(engine: Engine, run_id: int, status: str, error: str | None = Non
             _recount(session, record)
             record.status, record.error, record.finished_at = status, error, utc_now()
             record.heartbeat_at = record.finished_at
+            if dropped_labels:
+                record.thresholds = {**(record.thresholds or {}), "dropped_labels": dropped_labels}
             session.add(record)
             session.commit()
             return record

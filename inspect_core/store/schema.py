@@ -97,8 +97,12 @@ class ScoringRun(SQLModel, table=True):
     images_scored: int = 0
     images_skipped: int = 0  # already scored by this model version
     images_quarantined: int = 0
-    detections: int = 0
+    detections: int = 0  # stored (down to the run's storage floor)
+    defects: int = 0  # stored at or above the run's operating thresholds
     error: str | None = None
+    # The operating thresholds the run applied (``inspect_core.inference.thresholds``), its storage floor and
+    # the labels it dropped as outside the model's vocabulary; NULL for runs from before thresholds were recorded.
+    thresholds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class ImageScore(SQLModel, table=True):
@@ -112,14 +116,15 @@ class ImageScore(SQLModel, table=True):
     __tablename__ = "image_scores"
     __table_args__ = (
         sa.UniqueConstraint("image_id", "model_version_id", name="uq_image_scores_image_model"),
-        sa.Index("ix_image_scores_captured", "captured_at", "source_id", "model_version_id", "detections"),
+        sa.Index("ix_image_scores_captured", "captured_at", "source_id", "model_version_id", "defects"),
     )
     id: int | None = Field(default=None, primary_key=True)
     image_id: int = Field(foreign_key="images.id")
     model_version_id: int = Field(foreign_key="model_versions.id")
     run_id: int = Field(foreign_key="scoring_runs.id", index=True)
     scored_at: datetime = Field(default_factory=utc_now)
-    detections: int = 0
+    detections: int = 0  # stored
+    defects: int = 0  # operating: the image counts as defective when this is above 0
     captured_at: datetime
     source_id: int | None = None
 
@@ -127,17 +132,30 @@ class ImageScore(SQLModel, table=True):
 class DetectionRecord(SQLModel, table=True):
     """One defect found on one image by one model version.
 
-    Three indexes, each carrying every report filter column so reports read the index alone, never
+    Four indexes, each carrying every report filter column so reports read the index alone, never
     the table (``inspect_core.store.reports``; benchmarks/store_throughput.py): captured_at first for time
     windows and newest-first lists, class_name first for one class, image_id first for an image's
-    defects. More indexes cost insert rate; a camera, line or model filter is checked inside these.
+    defects, and the operating detections alone (partial) for the time charts. More indexes cost insert rate; a camera,
+    line or model filter is checked inside these.
     """
 
     __tablename__ = "detections"
     __table_args__ = (
-        sa.Index("ix_detections_captured", "captured_at", "source_id", "model_version_id", "class_name", "confidence"),
-        sa.Index("ix_detections_class_captured", "class_name", "captured_at", "source_id", "model_version_id", "confidence"),
-        sa.Index("ix_detections_image", "image_id", "model_version_id", "class_name", "confidence"),
+        sa.Index("ix_detections_captured", "captured_at", "source_id", "model_version_id", "class_name", "confidence", "operating"),
+        sa.Index("ix_detections_class_captured", "class_name", "captured_at", "source_id", "model_version_id", "confidence", "operating"),
+        sa.Index("ix_detections_image", "image_id", "model_version_id", "class_name", "confidence", "operating"),
+        # the operating detections only (a partial index), for the dashboard's time charts: migration 0008
+        sa.Index(
+            "ix_detections_operating",
+            "operating",
+            "captured_at",
+            "source_id",
+            "model_version_id",
+            "class_name",
+            "confidence",
+            sqlite_where=sa.text("operating = 1"),
+            postgresql_where=sa.text("operating = true"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     # run, model version and source are copies checked where they are written (image_scores, images):
@@ -149,6 +167,8 @@ class DetectionRecord(SQLModel, table=True):
     captured_at: datetime
     class_name: str
     confidence: float
+    # At or above the operating threshold of its class when scored: what reports count as a defect by default.
+    operating: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
     x1: float
     y1: float
     x2: float
@@ -160,8 +180,36 @@ class DetectionRecord(SQLModel, table=True):
     polygon: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
+class SupersededDetection(SQLModel, table=True):
+    """A detection replaced by a rescoring (``score --rescore``): what an earlier run of the same model
+    version said about the image, kept for history. Reports read ``detections``, the latest run per
+    image and model; ``superseded_by_run`` is the run that replaced it."""
+
+    __tablename__ = "superseded_detections"
+    id: int = Field(primary_key=True)  # the id it had in ``detections``
+    run_id: int = Field(index=True)
+    image_id: int = Field(index=True)
+    model_version_id: int
+    source_id: int | None = None
+    captured_at: datetime
+    class_name: str
+    confidence: float
+    operating: bool
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    nx1: float
+    ny1: float
+    nx2: float
+    ny2: float
+    polygon: list[list[float]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    superseded_by_run: int = Field(index=True)
+    superseded_at: datetime = Field(default_factory=utc_now)
+
+
 class DetectionDayCount(SQLModel, table=True):
-    """Detections per UTC day, camera, model version, class and confidence bin.
+    """Detections per UTC day, camera, model version, class, confidence bin and operating flag.
 
     Written in the same transaction as the detections they count (``insert_detections``), so they
     never drift. Report aggregates over months (per day, per class, confidence histogram) read these
@@ -175,6 +223,7 @@ class DetectionDayCount(SQLModel, table=True):
     model_version_id: int = Field(primary_key=True)
     class_name: str = Field(primary_key=True)
     confidence_bin: int = Field(primary_key=True)  # floor(confidence * DAY_COUNT_BINS), the top bin holding 1.0
+    operating: bool = Field(primary_key=True)  # counts of operating detections and of those stored below the threshold apart
     n: int
     confidence_sum: float
     confidence_max: float
@@ -208,6 +257,7 @@ class StoredDetection:
     confidence: float
     box: Box  # pixels of the original image
     polygon: Polygon | None = None
+    operating: bool = True  # at or above the run's operating threshold for its class
 
 
 @dataclass(frozen=True, slots=True)

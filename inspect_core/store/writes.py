@@ -30,6 +30,7 @@ from sqlmodel import Session, select
 
 from inspect_core.errors import UsageError
 from inspect_core.store.engine import with_retries
+from inspect_core.store.history import supersede
 from inspect_core.store.runs import heartbeat
 from inspect_core.store.schema import (
     NO_SOURCE,
@@ -180,11 +181,14 @@ def register_frames(engine: Engine, frames: Sequence[ScoredImage]) -> dict[str, 
     return with_retries(run, "registering frames")
 
 
-def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage]) -> int:
-    """Store one batch in one transaction; images this model already scored are left as they were.
+def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage], rescore: bool = False) -> int:
+    """Store one batch in one transaction; images this model already scored are left as they were, unless ``rescore``.
 
-    Capture time and source are copied from each image's registered row (registered here if new).
-    Returns the number of images newly scored. Retried as a whole if the database is down or locked.
+    With ``rescore`` (``score --rescore``), an image this model version scored in another run is scored
+    again: that run's detections move to ``superseded_detections`` (``inspect_core.store.history``) and the
+    image's score row points to this run. Capture time and source are copied from each image's registered
+    row (registered here if new). Returns the number of images (newly or re-) scored. Retried as a whole
+    if the database is down or locked.
     """
 
     def run() -> int:
@@ -193,25 +197,32 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
             registered = register_images(connection, images)
             scores = ImageScore.__table__
             ids = [row.id for row in registered.values()]
-            done = set(
+            scored_by = dict(
                 connection.execute(
-                    sa.select(scores.c.image_id).where(scores.c.model_version_id == model_version_id, scores.c.image_id.in_(ids))
-                ).scalars()
+                    sa.select(scores.c.image_id, scores.c.run_id).where(
+                        scores.c.model_version_id == model_version_id, scores.c.image_id.in_(ids)
+                    )
+                ).all()
             )
-            fresh = [i for i in {i.sha256: i for i in images}.values() if registered[i.sha256].id not in done]
-            if not fresh:
+            unique = {i.sha256: i for i in images}.values()
+            again = [i for i in unique if rescore and scored_by.get(registered[i.sha256].id, run_id) != run_id]
+            fresh = [i for i in unique if registered[i.sha256].id not in scored_by]
+            if not fresh and not again:
                 return 0
             now = utc_now()
-            connection.execute(
-                scores.insert(),
-                [{"image_id": registered[i.sha256].id, "model_version_id": model_version_id, "run_id": run_id, "scored_at": now,
-                  "detections": len(i.detections), "captured_at": registered[i.sha256].captured_at,
-                  "source_id": registered[i.sha256].source_id} for i in fresh],
-            )  # fmt: skip
-            rows = [detection_row(run_id, model_version_id, registered[i.sha256], i, d) for i in fresh for d in i.detections]
+            if again:
+                supersede(connection, run_id, model_version_id, {registered[i.sha256].id: i for i in again}, now)
+            if fresh:
+                connection.execute(
+                    scores.insert(),
+                    [{"image_id": registered[i.sha256].id, "model_version_id": model_version_id, "run_id": run_id, "scored_at": now,
+                      "detections": len(i.detections), "defects": sum(d.operating for d in i.detections),
+                      "captured_at": registered[i.sha256].captured_at, "source_id": registered[i.sha256].source_id} for i in fresh],
+                )  # fmt: skip
+            rows = [detection_row(run_id, model_version_id, registered[i.sha256], i, d) for i in (*fresh, *again) for d in i.detections]
             if rows:
                 insert_detections(connection, rows)
-            return len(fresh)
+            return len(fresh) + len(again)
 
     return with_retries(run, f"writing a batch of run {run_id}")
 
@@ -254,12 +265,12 @@ def add_day_counts(connection: sa.Connection, rows: Sequence[dict[str, Any]]) ->
     One upsert row per (day, camera, model, class, bin), in key order so concurrent scorers on
     PostgreSQL lock shared keys in the same order and cannot deadlock.
     """
-    counts: dict[tuple[date, int, int, str, int], list[float]] = {}
+    counts: dict[tuple[date, int, int, str, int, bool], list[float]] = {}
     for row in rows:
         confidence = float(row["confidence"])
         key = (
             row["captured_at"].astimezone(timezone.utc).date(), row["source_id"] or NO_SOURCE, row["model_version_id"],
-            row["class_name"], confidence_bin(confidence),
+            row["class_name"], confidence_bin(confidence), bool(row["operating"]),
         )  # fmt: skip
         total = counts.setdefault(key, [0, 0.0, confidence])
         total[0] += 1
@@ -279,7 +290,7 @@ def add_day_counts(connection: sa.Connection, rows: Sequence[dict[str, Any]]) ->
             "confidence_max": highest(table.c.confidence_max, statement.excluded.confidence_max),
         },
     )
-    names = ("day", "source_key", "model_version_id", "class_name", "confidence_bin")
+    names = ("day", "source_key", "model_version_id", "class_name", "confidence_bin", "operating")
     connection.execute(
         statement,
         [{**dict(zip(names, key)), "n": int(n), "confidence_sum": total, "confidence_max": top}
@@ -295,7 +306,7 @@ def detection_row(
     return {
         "run_id": run_id, "image_id": registered.id, "model_version_id": model_version_id, "source_id": registered.source_id,
         "captured_at": registered.captured_at, "class_name": detection.class_name, "confidence": float(detection.confidence),
-        "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+        "operating": bool(detection.operating), "x1": x1, "y1": y1, "x2": x2, "y2": y2,
         "nx1": x1 / image.width, "ny1": y1 / image.height, "nx2": x2 / image.width, "ny2": y2 / image.height,
         "polygon": [list(p) for p in detection.polygon] if detection.polygon else None,
     }  # fmt: skip

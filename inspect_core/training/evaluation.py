@@ -31,6 +31,16 @@ _LOC = re.compile(r"<loc_\d+>")
 MATCH_IOU = 0.5
 
 
+@dataclass(frozen=True)
+class SplitDetections:
+    """A split's ``<OD>`` records: ground truth and the model's detections, image by image (evaluation and calibration share it)."""
+
+    split: str
+    classes: list[str]
+    truth: list[tuple[DefectObject, ...]]
+    predictions: list[list[Detection]]
+
+
 @dataclass
 class EvaluationReport:
     split: str
@@ -38,6 +48,8 @@ class EvaluationReport:
     detection: MapResult | None
     text: dict[str, dict[str, float]] = field(default_factory=dict)
     plots: list[str] = field(default_factory=list)
+    calibration: dict | None = None  # ECE before/after on this split, thresholds, diagram (pipeline.evaluate)
+    od: SplitDetections | None = field(default=None, repr=False)  # the <OD> detections behind ``detection`` (not serialised)
 
     def as_dict(self) -> dict:
         return {
@@ -46,6 +58,7 @@ class EvaluationReport:
             "detection": self.detection.as_dict() if self.detection else None,
             "text": self.text,
             "plots": self.plots,
+            "calibration": self.calibration,
         }
 
 
@@ -133,6 +146,32 @@ def _generate_text(
     return processor.batch_decode(ids, skip_special_tokens=False)
 
 
+def _by_task(data: FlorenceTaskDataset) -> dict[str, list[int]]:
+    by_task: dict[str, list[int]] = {}
+    for index, record in enumerate(data.records):
+        by_task.setdefault(record.task, []).append(index)
+    return by_task
+
+
+@torch.inference_mode()
+def detect_split(
+    model: nn.Module, processor: Florence2Processor, dataset_dir: Path, split: str, batch_size: int = 8, max_new_tokens: int = 128,
+    data: FlorenceTaskDataset | None = None,
+) -> SplitDetections:  # fmt: skip
+    """Run ``<OD>`` on every OD record of ``split``, in batches; the classes are the built dataset's vocabulary."""
+    model.eval()
+    data = data if data is not None else FlorenceTaskDataset(dataset_dir, split)
+    classes = json.loads((Path(dataset_dir) / "dataset.json").read_text())["classes"]
+    od = _by_task(data).get("od", [])
+    truth: list[tuple[DefectObject, ...]] = []
+    predictions: list[list[Detection]] = []
+    for start in range(0, len(od), batch_size):
+        chunk = od[start : start + batch_size]
+        predictions.extend(detect(model, processor, [data[i][0] for i in chunk], "<OD>", max_new_tokens=max_new_tokens))
+        truth.extend(tuple(data.annotation(i).objects) for i in chunk)
+    return SplitDetections(split, list(classes), truth, predictions)
+
+
 def evaluate_split(
     model: nn.Module,
     processor: Florence2Processor,
@@ -145,19 +184,11 @@ def evaluate_split(
     """Score ``split``: OD detection metrics and text metrics for the other tasks present."""
     model.eval()
     data = FlorenceTaskDataset(dataset_dir, split)
-    classes = json.loads((Path(dataset_dir) / "dataset.json").read_text())["classes"]
-    by_task: dict[str, list[int]] = {}
-    for index, record in enumerate(data.records):
-        by_task.setdefault(record.task, []).append(index)
+    by_task = _by_task(data)
     report = EvaluationReport(split=split, images=len(by_task.get("od", [])), detection=None)
-    od = by_task.get("od", [])
-    if od:
-        truth, predictions = [], []
-        for start in range(0, len(od), batch_size):
-            chunk = od[start : start + batch_size]
-            pixels = [data[i][0] for i in chunk]
-            predictions.extend(detect(model, processor, pixels, "<OD>", max_new_tokens=max_new_tokens))
-            truth.extend(data.annotation(i).objects for i in chunk)
+    if by_task.get("od"):
+        report.od = detect_split(model, processor, dataset_dir, split, batch_size, max_new_tokens, data)
+        truth, predictions, classes = report.od.truth, report.od.predictions, report.od.classes
         if any(truth):
             report.detection = detection_map(truth, predictions, classes)
             if plots_dir is not None:

@@ -91,7 +91,7 @@ class LoopState:
     batches_in_epoch: int | None = None  # None for an endless stream
     epoch_loss_sum: float = 0.0
     last_loss: float | None = None
-    best_metric: float | None = None
+    best_metric: Any = None  # what ``evaluate`` returned for the best evaluation: a float, or a selection key
     best_at: int | None = None  # epoch (1-based) or step of the best evaluation
     stale_evaluations: int = 0  # evaluations since the best one
     last_evaluated_step: int | None = None
@@ -116,15 +116,23 @@ class LoopHooks:
     - ``loss(batch, state)``: the scalar loss of one batch, called under autocast;
     - ``evaluate(state)``: score the model, return the metric to maximise (None: nothing to compare);
     - ``on_epoch_start(state)``, ``on_batch_end(state)``: bookkeeping, progress bars;
-    - ``on_evaluated(state, improved)``: after the best metric is updated: checkpoints, logs.
+    - ``on_evaluated(state, improved)``: after the best metric is updated: checkpoints, logs;
+    - ``is_better(metric, best)``: whether an evaluation replaces the best one (default ``metric > best``).
+      Early stopping still counts only strict gains (``metric > best``), so a rule that gives ties to
+      the later evaluation (:func:`~inspect_core.training.selection.later_wins`) moves ``best/`` forward
+      without resetting the patience;
+    - ``should_stop(state)``: after every optimizer step and every evaluation, a reason to end the run
+      there, or None (a time budget, :mod:`inspect_core.training.budget`).
     """
 
     batches: Callable[[LoopState], Iterable[Any]]
     loss: Callable[[Any, LoopState], torch.Tensor]
-    evaluate: Callable[[LoopState], float | None] | None = None
+    evaluate: Callable[[LoopState], Any] | None = None
     on_epoch_start: Callable[[LoopState], None] | None = None
     on_batch_end: Callable[[LoopState], None] | None = None
     on_evaluated: Callable[[LoopState, bool], None] | None = None
+    is_better: Callable[[Any, Any], bool] | None = None
+    should_stop: Callable[[LoopState], StopReason | None] | None = None
 
 
 def autocast(precision: str, device: torch.device) -> torch.autocast:
@@ -179,7 +187,7 @@ def run_loop(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-                state.stop_reason = _step_limit(state, settings)
+                state.stop_reason = _step_limit(state, settings) or (hooks.should_stop(state) if hooks.should_stop else None)
             if hooks.on_batch_end:
                 hooks.on_batch_end(state)
             if stepped:
@@ -191,6 +199,8 @@ def run_loop(
                 return state
         if settings.eval_every_steps is None:
             _evaluate(state, hooks, settings)
+        if not state.stop_reason and hooks.should_stop:
+            state.stop_reason = hooks.should_stop(state)
         if state.stop_reason:
             return state
     state.stop_reason = StopReason.EPOCHS_DONE
@@ -212,11 +222,13 @@ def _evaluate(state: LoopState, hooks: LoopHooks, settings: LoopSettings) -> Non
     position = state.epoch + 1 if settings.eval_every_steps is None else state.step
     metric = hooks.evaluate(state)
     state.last_evaluated_step = state.step
-    improved = metric is not None and not math.isnan(metric) and (state.best_metric is None or metric > state.best_metric)
+    usable = metric is not None and not (isinstance(metric, float) and math.isnan(metric))
+    better = hooks.is_better or (lambda new, best: new > best)
+    improved = usable and (state.best_metric is None or better(metric, state.best_metric))
+    gained = usable and (state.best_metric is None or metric > state.best_metric)
     if improved:
-        state.best_metric, state.best_at, state.stale_evaluations = metric, position, 0
-    else:
-        state.stale_evaluations += 1
+        state.best_metric, state.best_at = metric, position
+    state.stale_evaluations = 0 if gained else state.stale_evaluations + 1
     if hooks.on_evaluated:
         hooks.on_evaluated(state, improved)
     patience = settings.early_stopping_patience

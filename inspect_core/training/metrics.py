@@ -84,3 +84,35 @@ def detection_map(
         per_class=per_class,
         pr_curves=pr_curves,
     )
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def agnostic_recall(
+    ground_truth: Sequence[Sequence[DefectObject]], predictions: Sequence[Sequence[Detection]], iou: float = 0.5, min_score: float = 0.0
+) -> dict[str, float | int]:
+    """Share of true defects found at ``iou``, whatever class either side names: "did it find the defect?".
+
+    Detections at or above ``min_score`` are matched greedily, highest confidence first, each to the
+    unmatched true box it overlaps most (at least ``iou``); each true box is found at most once.
+    Also returns the precision of the same matching (found / detections).
+    """
+    found = detections = total = 0
+    for truth, predicted in zip(ground_truth, predictions, strict=True):
+        unmatched = [o.box for o in truth]
+        total += len(unmatched)
+        kept = sorted((d for d in predicted if d.score >= min_score), key=lambda d: -d.score)
+        detections += len(kept)
+        for det in kept:
+            best = max(unmatched, key=lambda box: _iou(box, det.box), default=None)
+            if best is not None and _iou(best, det.box) >= iou:
+                unmatched.remove(best)
+                found += 1
+    return {"recall": found / total if total else float("nan"), "precision": found / detections if detections else 0.0,
+            "found": found, "objects": total, "detections": detections}  # fmt: skip

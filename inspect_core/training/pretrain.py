@@ -22,6 +22,7 @@ from transformers import Florence2ForConditionalGeneration, Florence2Processor
 from inspect_core.data.annotations import AnnotatedImage
 from inspect_core.data.florence_tasks import task_record
 from inspect_core.data.synthetic_fabric import DEFECT_CLASSES, generate_sample
+from inspect_core.errors import UsageError
 from inspect_core.inference.detector import detect, loc_token_ids
 from inspect_core.model.cell_detection_head import CellDetectionHead, cell_loss, cell_targets, image_cell_states
 from inspect_core.model.factory import load_florence
@@ -52,16 +53,24 @@ class PretrainSettings:
     od_only_fraction: float = 0.0  # the first part of training asks <OD> only: detection is the hard skill
     loc_sigma: float = 0.0  # soft location targets: Gaussian over neighbouring bins (0 = hard cross-entropy)
     multi_scale_fraction: float = 0.0  # share of training images rendered at 288-512 px and resized to the model's input
+    randomised_fraction: float = 0.0  # share of training images in the randomised style (domain randomisation, issue 15)
 
 
-def synthetic_images(seed: int, start: int, count: int, sizes: Sequence[int] | None = None) -> list[tuple[np.ndarray, AnnotatedImage]]:
-    """Images ``start``.. of synthetic set ``seed``, at the model's side or at ``sizes`` (one per image).
+def synthetic_images(
+    seed: int, start: int, count: int, sizes: Sequence[int] | None = None, styles: Sequence[str] | None = None
+) -> list[tuple[np.ndarray, AnnotatedImage]]:
+    """Images ``start``.. of synthetic set ``seed``, at the model's side or at ``sizes`` (one per image), in the
+    default style or in ``styles`` (one per image: ``default`` or ``randomised``).
 
-    A larger image reaches the model through the processor's resize, as a camera frame does.
+    A larger image reaches the model through the processor's resize, as a camera frame does. The
+    ``heldout`` style is refused: it is the test of generalisation, never training data.
     """
+    styles = list(styles or ["default"] * count)
+    if "heldout" in styles:
+        raise UsageError("the heldout style is the generalisation test: pretraining never sees it")
     samples = []
-    for index, size in zip(range(start, start + count), sizes or [TINY_IMAGE_SIZE] * count):
-        sample = generate_sample(seed, index, size=size)
+    for index, size, style in zip(range(start, start + count), sizes or [TINY_IMAGE_SIZE] * count, styles):
+        sample = generate_sample(seed, index, size=size, style=style)
         annotated = AnnotatedImage(Path(f"synthetic_{seed}_{index}.jpg"), size, size, sample.objects, caption=sample.caption)
         samples.append((sample.image, annotated))
     return samples
@@ -76,6 +85,13 @@ def training_sizes(rng: np.random.Generator, count: int, multi_scale_fraction: f
     if multi_scale_fraction <= 0:  # draw nothing, so runs without it keep the random stream they always had
         return [TINY_IMAGE_SIZE] * count
     return [int(rng.integers(9, 17)) * 32 if rng.random() < multi_scale_fraction else TINY_IMAGE_SIZE for _ in range(count)]
+
+
+def training_styles(rng: np.random.Generator, count: int, randomised_fraction: float) -> list[str]:
+    """Styles of one batch: ``randomised`` for a ``randomised_fraction`` share, else ``default``."""
+    if randomised_fraction <= 0:  # draw nothing, so runs without it keep the random stream they always had
+        return ["default"] * count
+    return ["randomised" if rng.random() < randomised_fraction else "default" for _ in range(count)]
 
 
 def vocabulary_corpus(seed: int, count: int = 2000) -> list[str]:
@@ -181,7 +197,8 @@ def pretrain_tiny(
         """Fresh images every step, never one seen twice; tasks drawn from TASK_MIX (``<OD>`` only at first, if asked)."""
         for step in itertools.count():
             sizes = training_sizes(rng, settings.batch_size, settings.multi_scale_fraction)
-            batch = synthetic_images(settings.seed, step * settings.batch_size, settings.batch_size, sizes)
+            styles = training_styles(rng, settings.batch_size, settings.randomised_fraction)
+            batch = synthetic_images(settings.seed, step * settings.batch_size, settings.batch_size, sizes, styles)
             od_only = step < settings.od_only_fraction * settings.steps
             records = [task_record(a, "od" if od_only else str(rng.choice(tasks, p=weights)), a.image_path.name) for _p, a in batch]
             records = [r or task_record(a, "od", a.image_path.name) for r, (_p, a) in zip(records, batch)]
@@ -251,6 +268,8 @@ def _command(settings: dict) -> str:
         options.append(f"--loc-sigma {settings['loc_sigma']}")
     if settings.get("multi_scale_fraction"):
         options.append(f"--multi-scale-fraction {settings['multi_scale_fraction']}")
+    if settings.get("randomised_fraction"):
+        options.append(f"--randomised-fraction {settings['randomised_fraction']}")
     return "    inspect-core pretrain-tiny --out models/tiny-fabric-base " + " ".join(options)
 
 

@@ -63,17 +63,21 @@ def _map50(model_dir: Path | str, validation: Path, split: str, config: InspectC
 
 
 def retrain(
-    config: InspectConfig, labelled: Path, engine: Engine, work_dir: Path, validation: Path, margin: float = 0.01,
+    config: InspectConfig, labelled: Path, engine: Engine, work_dir: Path, validation: Path, margin: float | None = None,
     export: bool = True, validation_split: str = "valid",
 ) -> RetrainResult:  # fmt: skip
-    """Train a challenger on new labelled batches; promote it if it beats the champion by ``margin``.
+    """Train a challenger on new labelled batches; promote it if it beats the champion by ``margin`` (None: ``retrain.margin``).
 
     Everything of this run goes to a new timestamped folder under ``work_dir``. ``validation`` is a
     built dataset whose ``validation_split`` stays fixed from night to night, so the two models are
     compared on the same images.
     """
+    margin = config.retrain.margin if margin is None else margin
     current: ModelVersion | None = champion(engine)
     start_from = current.path if current else config.model.name
+    if not Path(labelled).is_dir():  # a plant before its first export: a quiet night that says where it looked, not a failure
+        reason = f"no labelled batches: {labelled} does not exist yet (the app's Export and review export write there)"
+        return RetrainResult(False, None, None, None, current.id if current else None, None, None, reason)
     batches = new_labelled_batches(labelled, current.created_at if current else None)
     if not batches:
         return RetrainResult(False, None, None, None, current.id if current else None, None, None, "no labelled data since the champion")
@@ -85,7 +89,8 @@ def retrain(
     recipe = config.model_copy(update={"model": config.model.model_copy(update=base)})
     result = train(recipe, dataset_dir, work_dir / "train")
     champion_map50 = _map50(current.path, validation, validation_split, config) if current else None
-    if result.stopped not in (StopReason.EPOCHS_DONE, StopReason.EARLY_STOPPING) or result.best_epoch is None:
+    finished = (StopReason.EPOCHS_DONE, StopReason.EARLY_STOPPING, StopReason.TIME_LIMIT)  # train.max_minutes: a planned end
+    if result.stopped not in finished or result.best_epoch is None:
         reason = f"training did not finish ({result.stopped}: {result.stop_detail}); the champion stays"
         return RetrainResult(False, None, champion_map50, None, current.id if current else None, None, None, reason)
     challenger_dir = merge_checkpoint(work_dir / "train" / "best", work_dir / "challenger")

@@ -14,7 +14,7 @@ def test_help_teaches_every_command() -> None:
     assert result.exit_code == 0 and "dataset" in result.output and "demo" in result.output
     build_help = runner.invoke(app, ["dataset", "build", "--help"])
     assert build_help.exit_code == 0
-    for option in ("--source", "--format", "--augment", "--tasks", "--order", "--skip-invalid", "--json"):
+    for option in ("--images", "--label-format", "--augment", "--tasks", "--order", "--skip-invalid", "--json"):
         assert option in build_help.output
 
 
@@ -26,7 +26,7 @@ def test_build_then_stats_as_json(tmp_path: Path) -> None:
         [
             "dataset",
             "build",
-            "--source",
+            "--images",
             str(src),
             "--out",
             str(out),
@@ -53,11 +53,11 @@ def test_build_then_stats_as_json(tmp_path: Path) -> None:
 def test_bad_input_exits_3_naming_file_line_and_field(tmp_path: Path) -> None:
     src = _voc_set(tmp_path / "src", 4)
     (src / "img_001.xml").write_text((src / "img_001.xml").read_text().replace("<ymin>10", "<ymin>ten"))
-    result = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out")])
+    result = runner.invoke(app, ["dataset", "build", "--images", str(src), "--out", str(tmp_path / "out")])
     assert result.exit_code == 3  # bad input data (inspect_core.errors), not a usage error
     assert "img_001.xml: line 4 <ymin>: field 'ymin': not a number: 'ten'" in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
-    skipped = runner.invoke(app, ["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out"), "--skip-invalid", "--json"])
+    skipped = runner.invoke(app, ["dataset", "build", "--images", str(src), "--out", str(tmp_path / "out"), "--skip-invalid", "--json"])
     assert skipped.exit_code == 0 and len(json.loads(skipped.stdout)["skipped"]) == 1
 
 
@@ -98,4 +98,7 @@ def test_demo_fine_tunes_the_shipped_model_and_scores_the_held_out_split(tmp_pat
     assert summary["scoring"]["scored"] == test_images
     with Session(open_store(recipe["store"]["url"])) as session:
         stored = session.exec(select(func.count()).select_from(DetectionRecord)).one()
-    assert stored == summary["scoring"]["detections"] > 0  # the fine-tuned shipped model finds defects on held-out images
+        operating = session.exec(select(func.count()).select_from(DetectionRecord).where(DetectionRecord.operating)).one()
+    assert stored == summary["scoring"]["stored"] >= operating  # everything down to the storage floor
+    assert operating == summary["scoring"]["detections"] > 0  # the fine-tuned shipped model finds defects on held-out images
+    assert summary["scoring"]["thresholds"]["calibrated"]  # the merged model carries the calibration fitted after training

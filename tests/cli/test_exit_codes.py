@@ -38,7 +38,7 @@ def test_unknown_recipe_key_is_a_usage_error(tmp_path: Path, capsys: pytest.Capt
 def test_bad_labels_exit_3_and_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = _voc_set(tmp_path / "src", 4)
     (src / "img_002.xml").write_text("<annotation><object><name>hole</name></annotation")
-    assert main(["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out")]) == 3
+    assert main(["dataset", "build", "--images", str(src), "--out", str(tmp_path / "out")]) == 3
     assert "img_002.xml" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -44,7 +44,7 @@ def test_unknown_set_key_exits_2_with_a_suggestion() -> None:
 
 def test_dataset_build_applies_set_and_flags_win(tmp_path: Path) -> None:
     src = _voc_set(tmp_path / "src", 12)
-    args = ["dataset", "build", "--source", str(src), "--out", str(tmp_path / "out"), "--json",
+    args = ["dataset", "build", "--images", str(src), "--out", str(tmp_path / "out"), "--json",
             "--set", "dataset.tasks=[od]", "--set", "dataset.order=interleaved", "--order", "sequential"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -66,4 +66,4 @@ def test_score_reads_model_image_size_from_set(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["scored"] == 2, result.output  # into store.url from --set
     # 128 px is not the size the model was saved with (256): a version of its own, recording the size
     version = register_model(open_store(db), EMBEDDED_MODEL_DIR, base_model="tiny", variant="image_size=128")
-    assert version.metrics == {"image_size": 128} and json.loads(result.stdout)["model_version"] == version.name
+    assert version.metrics["image_size"] == 128 and json.loads(result.stdout)["model_version"] == version.name

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import yaml
 from prefect.artifacts import Artifact
 
 from flows import serve, tasks
@@ -44,7 +45,9 @@ def test_shards_keep_order_and_cover_every_path() -> None:
 
 def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []
-    monkeypatch.setattr(tasks, "load_detector", lambda model_dir, backend, precision, image_size: loaded.append(model_dir) or object())
+    monkeypatch.setattr(
+        tasks, "load_detector", lambda model_dir, backend, precision, image_size, decoder: loaded.append(model_dir) or object()
+    )
     monkeypatch.setattr(tasks, "_detectors", type(tasks._detectors)())
     first = cached_detector("a", "torch", "auto")
     assert cached_detector("a", "torch", "auto") is first
@@ -52,13 +55,16 @@ def test_a_process_loads_each_model_once_and_keeps_only_the_latest_few(monkeypat
     cached_detector("c", "torch", "auto")  # a third model evicts the least recently used one
     cached_detector("a", "torch", "auto")
     assert loaded == ["a", "b", "c", "a"]
-    assert list(tasks._detectors) == [("c", "torch", "auto", None), ("a", "torch", "auto", None)]
+    assert list(tasks._detectors) == [("c", "torch", "auto", None, "lean"), ("a", "torch", "auto", None, "lean")]
 
 
-def test_score_settings_lay_overrides_over_the_recipe() -> None:
-    recipe = REPO / "configs" / "demo.yaml"
+def test_score_settings_lay_overrides_over_the_recipe(tmp_path: Path) -> None:
+    recipe = tmp_path / "demo.yaml"  # the demo recipe with a fixed threshold of its own
+    settings = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    recipe.write_text(yaml.safe_dump(settings | {"score": settings["score"] | {"default_threshold": 0.05}}))
+    assert score_settings(str(REPO / "configs" / "demo.yaml")).default_threshold is None  # demo: the model's calibrated thresholds
     plain = score_settings(str(recipe))
-    assert (plain.default_threshold, plain.num_workers) == (0.05, 1)  # the demo recipe's threshold, the default workers
+    assert (plain.default_threshold, plain.num_workers) == (0.05, 1)  # the recipe's threshold, the default workers
     tuned = score_settings(str(recipe), threshold=0.5, max_new_tokens=32, on_dask=True)
     assert (tuned.default_threshold, tuned.max_new_tokens, tuned.num_workers, tuned.batch_size) == (0.5, 32, 0, plain.batch_size)
 
@@ -141,7 +147,10 @@ def test_pipeline_ingests_scores_and_reports_with_artifacts(tmp_path: Path) -> N
     assert sum(row["defects"] for row in latest("defects-per-class")) == first.scored.detections
     assert "| 3 | 3 | 0 | 0 |" in latest("scoring-summary") and "tiny-fabric-base@" in latest("scoring-summary")
     assert "images scored: 3" in latest("report-summary")
-    assert latest("report-defects-per-day").startswith("data:image/png;base64,")
+    summary = latest("report-summary")
+    assert "file://" not in summary and summary.count('<img src="data:image/png;base64,') == 3  # the page's charts, inline
+    assert Path(first.reported.html).is_file() and "file://" not in Path(first.reported.html).read_text()
+    assert Artifact.get("report-defects-per-day") is None  # no image artifacts: the UI printed their data URI as an overflowing link
     assert latest("pipeline-defects-per-class") == latest("report-defects-per-class")
     assert "1. **ingest**" in latest("pipeline-summary") and "# Defect report" in latest("pipeline-summary")
 
@@ -196,8 +205,9 @@ def test_train_promotes_a_first_challenger_that_scoring_then_uses(tmp_path: Path
     recipe = fast_recipe(
         tmp_path / "recipe.yaml", train={"epochs": 1, "max_new_tokens": 24}, augment={"offline": False},
         dataset={"splits": {"train": 0.6, "valid": 0.4, "test": 0.0}},
+        retrain={"labelled_root": str(tmp_path / "labelled")},  # no labelled parameter: the flow takes the recipe's root
     )  # fmt: skip
-    common = {"labelled": str(tmp_path / "labelled"), "validation": str(tmp_path / "validation"), "store_url": store_url,
+    common = {"validation": str(tmp_path / "validation"), "store_url": store_url,
               "work_dir": str(tmp_path / "retrain"), "config": str(recipe), "export": False}  # fmt: skip
 
     result = train(validation_source=str(tmp_path / "labelled" / "batch-1"), **common)

@@ -231,9 +231,20 @@ def test_a_quick_run_of_the_pipeline_ingests_the_sample_folder_scores_it_and_rep
     # The figure a plant manager reads first: the defect rate of the recipe's line (cam-1 on line-1), never "(no line)".
     line, scored, defective, rate = page.get_by_role("row").filter(has_text="line-1").first.inner_text().split()
     assert page.get_by_text("(no line)").count() == 0
-    with sa.create_engine(f"sqlite:///{served.folder / 'results.db'}").connect() as connection:  # the store, counted on its own
+    # The store, counted on its own: frames scored on line-1, and frames with at least one detection at or above the
+    # operating threshold (what the report calls defective; the detections below it are stored for thresholds after the fact).
+    with sa.create_engine(f"sqlite:///{served.folder / 'results.db'}").connect() as connection:
         stored = connection.exec_driver_sql(
-            "SELECT count(*), sum(s.detections > 0) FROM image_scores s JOIN sources c ON c.id = s.source_id WHERE c.line = 'line-1'"
+            "SELECT (SELECT count(*) FROM image_scores s JOIN sources c ON c.id = s.source_id WHERE c.line = 'line-1'),"
+            " (SELECT count(DISTINCT d.image_id) FROM detections d JOIN sources c ON c.id = d.source_id"
+            "  WHERE c.line = 'line-1' AND d.operating)"
         ).one()
     assert (line, int(scored), int(defective)) == ("line-1", samples, stored[1]) and stored[0] == samples
     assert rate == f"{100 * stored[1] / samples:.1f}%"
+    # The report's charts render inline (data-URI <img> blocks the UI's sanitizer keeps); no file:// link, nothing wider than the page.
+    charts = page.locator("img[src^='data:image/png;base64,']")
+    assert charts.count() == 3
+    for i in range(charts.count()):
+        assert charts.nth(i).evaluate("img => img.complete && img.naturalWidth") > 0 and charts.nth(i).bounding_box()["width"] > 200
+    assert "file://" not in page.content()
+    assert page.evaluate("document.scrollingElement.scrollWidth - document.scrollingElement.clientWidth") <= 1

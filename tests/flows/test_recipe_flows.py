@@ -1,5 +1,6 @@
 """The flows read their recipe: store.url, ingest: and score: come from `config`, parameters only override them."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,9 @@ def test_ingest_and_score_run_on_the_recipe_alone(tmp_path: Path, monkeypatch) -
     assert (outcome.scored, outcome.images) == (2, 2)
     engine = open_store(store_url)
     version = register_model(engine, EMBEDDED_MODEL_DIR, base_model="tiny", variant="image_size=128")  # not the saved 256: its own version
-    assert version.metrics == {"image_size": 128} and unscored_images(engine, version.id, None) == []
+    trained_on = sorted(json.loads((EMBEDDED_MODEL_DIR / "pretrain_metrics.json").read_text())["best"]["per_class"])
+    assert version.metrics == {"image_size": 128, "classes": trained_on}  # the vocabulary the base was pretrained on
+    assert unscored_images(engine, version.id, None) == []
     import sqlalchemy as sa
 
     with engine.connect() as connection:

@@ -78,4 +78,4 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 
 
 def build(capsys: pytest.CaptureFixture[str], source: Path, out: Path, *extra: str) -> tuple[int, str]:
-    return run_cli(capsys, "dataset", "build", "--source", str(source), "--out", str(out), "--overwrite", "--json", *extra)
+    return run_cli(capsys, "dataset", "build", "--images", str(source), "--out", str(out), "--overwrite", "--json", *extra)

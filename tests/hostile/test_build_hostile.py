@@ -55,7 +55,7 @@ def test_out_over_the_source_is_refused_and_the_source_survives(tmp_path: Path, 
         os.symlink(src, out)
     code, message = build(capsys, src, out)
     assert code == 2, message
-    assert f"--out {out}" in message and f"--source {src}" in message and "overwrite labels" in message
+    assert f"--out {out}" in message and f"--images {src}" in message and "overwrite labels" in message
     assert digest(tmp_path / "data") == before
     assert not list(out.parent.glob(f".{out.name}.*"))
 
@@ -160,7 +160,7 @@ def test_kill_9_during_the_build_leaves_no_worker_and_the_old_dataset(tmp_path: 
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     previous = existing_dataset(out)
-    args = ["dataset", "build", "--source", str(big_source), "--out", str(out), "--overwrite", "--augment", "--set", "dataset.workers=2"]
+    args = ["dataset", "build", "--images", str(big_source), "--out", str(out), "--overwrite", "--augment", "--set", "dataset.workers=2"]
     proc = subprocess.Popen(_cli(*args), cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: list[int] = []
     deadline = time.monotonic() + 60
@@ -188,7 +188,7 @@ def test_kill_9_at_a_random_early_point_keeps_the_old_dataset(tmp_path: Path, bi
     """Killed while importing or starting workers (before anything is renamed)."""
     out = tmp_path / "out"
     previous = existing_dataset(out)
-    args = ["dataset", "build", "--source", str(big_source), "--out", str(out), "--overwrite", "--augment", "--set", "dataset.workers=2"]
+    args = ["dataset", "build", "--images", str(big_source), "--out", str(out), "--overwrite", "--augment", "--set", "dataset.workers=2"]
     proc = subprocess.Popen(_cli(*args), cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(random.Random(7).uniform(1.0, 3.0))
     children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)] if proc.poll() is None else []

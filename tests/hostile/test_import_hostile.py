@@ -310,3 +310,109 @@ def test_odd_but_valid_label_folders_build(tmp_path: Path, capsys: pytest.Captur
     code, message = build(capsys, src, out)
     assert code == 0, message
     assert json.loads((out / "dataset.json").read_text(encoding="utf-8"))["classes"] == classes
+
+
+# --- labels as plants have them (issue 15): each case a folder tree under the test's tmp_path (links relative to it) ---
+YAML_1_BASED = "nc: 2\nnames: [cut, hole]\n"
+ONE_BASED = {
+    "src/data.yaml": YAML_1_BASED,
+    "src/train/images/a.jpg": IMAGE,
+    "src/train/labels/a.txt": "1 0.5 0.5 0.2 0.2\n2 0.2 0.2 0.1 0.1\n",
+    "src/valid/images/b.jpg": IMAGE,
+    "src/valid/labels/b.txt": "2 0.5 0.5 0.2 0.2\n",
+}
+NAS = {
+    "nas/train/a.jpg": IMAGE,
+    "nas/train/a.txt": "0 0.5 0.5 0.2 0.2\n",
+    "nas/valid/b.jpg": IMAGE,
+    "nas/valid/b.txt": "1 0.5 0.5 0.2 0.2\n",
+}
+ZERO_BASED = {"src/data.yaml": YAML_1_BASED, "src/a.jpg": IMAGE, "src/a.txt": "0 0.5 0.5 0.2 0.2\n"}
+
+PLANT = [
+    pytest.param(ONE_BASED, (), 3, ["data.yaml", "1-based", "--class-map '1:cut,2:hole'"], id="yolo-one-based-export"),
+    pytest.param(ONE_BASED, ("--skip-invalid",), 3, ["1-based", "--class-map '1:cut,2:hole'"], id="yolo-one-based-skip-invalid"),
+    pytest.param(ONE_BASED, ("--class-map", "1:cut,2:hole"), 0, ["cut", "hole"], id="yolo-one-based-with-class-map"),
+    pytest.param(ONE_BASED, ("--class-map", "1:cut"), 3, ["a.txt", "line 2", "id 2", "not in the class map"], id="class-map-missing-id"),
+    pytest.param(ONE_BASED, ("--class-map", "1:cut,2:hole", "--skip-invalid"), 0, ["cut", "hole"], id="class-map-and-skip-invalid"),
+    pytest.param(ONE_BASED, ("--class-map", "cut"), 2, ["--class-map cut", "no such file"], id="class-map-not-pairs"),
+    pytest.param(ONE_BASED, ("--class-map", "1:a<b"), 2, ["--class-map", "'<'"], id="class-map-token-in-name"),
+    pytest.param(
+        {**ONE_BASED, "m.yaml": "1: cut\n2: {x: 1}\n"},
+        ("--class-map", "{tmp}/m.yaml"),
+        2,
+        ["m.yaml", "line 2"],
+        id="class-map-file-bad-entry",
+    ),
+    pytest.param(
+        {"config/data.yaml": "names: [cut, hole]\n", "src/a.jpg": IMAGE, "src/a.txt": "1 0.5 0.5 0.2 0.2\n"},
+        (),
+        0,
+        ["cut", "hole"],
+        id="yolo-data-yaml-in-sibling-config",
+    ),
+    pytest.param(
+        {"src/a.jpg": IMAGE, "src/a.txt": "1 0.5 0.5 0.2 0.2\n"},
+        ("--data-yaml", "{tmp}/nowhere.yaml"),
+        2,
+        ["--data-yaml", "no such file"],
+        id="yolo-data-yaml-missing",
+    ),
+    pytest.param(
+        {**NAS, "src/data.yaml": YAML_1_BASED, "src/train": Link("nas/train"), "src/valid": Link("nas/valid")},
+        (),
+        0,
+        ["cut", "hole"],
+        id="yolo-linked-split-folders",
+    ),
+    pytest.param(
+        {**ZERO_BASED, "src/extra": Link("nas/train"), "nas/train/x.jpg": IMAGE},
+        (),
+        3,
+        ["extra", "outside the dataset root", "whole split"],
+        id="folder-link-out-of-the-root",
+    ),
+    pytest.param({**ZERO_BASED, "src/train": Link("")}, (), 3, ["train", "holds the dataset itself"], id="split-link-loop"),
+    pytest.param({**ZERO_BASED, "src/train": Link("gone")}, (), 3, ["train", "not a folder"], id="split-link-dangling"),
+    pytest.param(
+        {
+            **NAS,
+            "src/data.yaml": YAML_1_BASED,
+            "src/train": Link("nas/train"),
+            "nas/train/s.jpg": Link("private/s.jpg"),
+            "private/s.jpg": IMAGE,
+        },
+        (),
+        3,
+        ["s.jpg", "escapes the dataset root"],
+        id="file-link-out-of-a-linked-split",
+    ),
+    pytest.param({"src/data.yaml": YAML_1_BASED}, (), 3, ["no image imported"], id="source-without-images"),
+    pytest.param(
+        {**ZERO_BASED, "src/a.txt": "7 0.5 0.5 0.2 0.2\n"},
+        ("--skip-invalid",),
+        3,
+        ["no image imported", "skipped"],
+        id="every-image-skipped",
+    ),
+    pytest.param(ZERO_BASED, ("--split", "0.7,0.3"), 2, ["--split 0.7,0.3", "three shares"], id="split-two-shares"),
+    pytest.param(ZERO_BASED, ("--split", "0.7,0.2,0.2"), 2, ["dataset.splits", "must be 1.0"], id="split-not-summing-to-one"),
+]
+
+
+@hostile
+@pytest.mark.parametrize(("files", "extra", "code", "fragments"), PLANT)
+def test_plant_exports_fail_clearly_or_import_correctly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict, extra: tuple[str, ...], code: int, fragments: list[str]
+) -> None:
+    write_tree(tmp_path, files)
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir(exist_ok=True)
+    exit_code, message = build(capsys, src, out, *(e.replace("{tmp}", str(tmp_path)) for e in extra))
+    assert exit_code == code, message
+    if code:
+        for fragment in fragments:
+            assert fragment in message, f"{fragment!r} not in {message!r}"
+        assert "Traceback" not in message and not out.exists()
+    else:
+        assert json.loads((out / "dataset.json").read_text(encoding="utf-8"))["classes"] == fragments

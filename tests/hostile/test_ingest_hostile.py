@@ -36,7 +36,7 @@ from tests.hostile.scoring_helpers import (
 
 
 def ingest_args(folder: Path, db: Path, *extra: str) -> list[str]:
-    return ["ingest", "folder", "--folder", str(folder), "--db", f"sqlite:///{db}", "--camera", "cam-1", "--line", "L1", "--once",
+    return ["ingest", "folder", "--images", str(folder), "--db", f"sqlite:///{db}", "--camera", "cam-1", "--line", "L1", "--once",
             "--settle-seconds", "0", "--poll-seconds", "0.01", *extra]  # fmt: skip
 
 
@@ -138,7 +138,7 @@ def test_ingest_folder_with_the_store_unreachable_exits_1_and_says_so(tmp_path: 
 
 
 def camera_args(source: str, out: Path, *extra: str) -> list[str]:
-    return ["ingest", "camera", "--source", source, "--out", str(out), "--camera", "cam-3", "--line", "L2", "--every-frames", "1",
+    return ["ingest", "camera", "--camera-source", source, "--out", str(out), "--camera", "cam-3", "--line", "L2", "--every-frames", "1",
             "--set", "ingest.blur_below=0", "--set", "ingest.frozen_below=0", *extra]  # fmt: skip
 
 

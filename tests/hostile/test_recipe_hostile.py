@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inspect_core.cli import main
-from inspect_core.config import InspectConfig, safe_yaml_load
+from inspect_core.config import InspectConfig
+from inspect_core.config.safe_yaml import safe_yaml_load
 from inspect_core.errors import BadInputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -389,6 +390,23 @@ def _assert_accepted_or_named(code: int, err: str, *names: str) -> None:
     assert "Traceback" not in err and "internal error" not in err
     if code == 2:
         assert any(name in err for name in names), err
+
+
+@pytest.mark.hostile_input
+@pytest.mark.parametrize(
+    ("item", "says"),
+    [("dataset.class_map.0=null\n...", "dataset.class_map.0: Input should be a valid string"),  # found by the fuzzer below
+     ("dataset.class_map=5", "dataset.class_map: Input should be a valid dictionary or a valid string"),
+     ("dataset.class_map.x.y=1", "dataset.class_map.x: Input should be a valid string")],
+)  # fmt: skip
+def test_a_bad_value_for_a_field_of_several_kinds_names_the_item_once(capsys: pytest.CaptureFixture[str], item: str, says: str) -> None:
+    """``dataset.class_map`` is a mapping or text: pydantic fails once per kind, under locations holding its own tags
+    (``dict[union[int,str],str]``), which named no key given, so the message lost its ``--set`` item."""
+    code, _out, err = show(capsys, "--set", item)
+    assert code == 2
+    shown = item if item.isprintable() else repr(item)
+    assert f"--set {shown}: {says}" in err, err
+    assert "dict[" not in err and ".str:" not in err and err.count("--set") == 1, err
 
 
 @pytest.mark.hostile_input(examples=SET_EXAMPLES)

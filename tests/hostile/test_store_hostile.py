@@ -92,7 +92,7 @@ def ingest_empty(db_url: str, tmp_path: Path) -> list[str]:
     """``ingest folder --once`` on an empty folder: the plainest command that opens (and creates) a store."""
     folder = tmp_path / "incoming"
     folder.mkdir(exist_ok=True)
-    return ["ingest", "folder", "--folder", str(folder), "--db", db_url, "--camera", "cam-1", "--line", "L1", "--once",
+    return ["ingest", "folder", "--images", str(folder), "--db", db_url, "--camera", "cam-1", "--line", "L1", "--once",
             "--settle-seconds", "0"]  # fmt: skip
 
 

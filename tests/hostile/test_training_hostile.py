@@ -159,7 +159,7 @@ def test_resume_with_both_checkpoints_unreadable_exits_3_naming_both(
     publish(run, epoch_writer(1), improved=False)
     for name in ("latest", "previous"):
         (run / name / STATE_FILE).write_bytes(b"PK\x03\x04 torn")
-    args = ["train", "--config", str(recipe_file(tmp_path, tmp_path)), "--dataset", str(small_dataset), "--output", str(run), "--resume"]
+    args = ["train", "--config", str(recipe_file(tmp_path, tmp_path)), "--dataset", str(small_dataset), "--out", str(run), "--resume"]
     assert main(args) == 3
     err = capsys.readouterr().err
     assert f"--resume: no readable checkpoint in {run}: {run / 'latest' / STATE_FILE}: " in err
@@ -176,7 +176,7 @@ def test_train_refuses_a_run_folder_it_cannot_use(
         run.mkdir()
         (run / "notes.txt").write_text("someone else's files")
     resume = ["--resume"] if case != "occupied-without-resume" else []
-    args = ["train", "--config", str(recipe_file(tmp_path, tmp_path)), "--dataset", str(small_dataset), "--output", str(run), *resume]
+    args = ["train", "--config", str(recipe_file(tmp_path, tmp_path)), "--dataset", str(small_dataset), "--out", str(run), *resume]
     assert main(args) == 2
     err = capsys.readouterr().err
     expected = f"--resume: no checkpoint at {run / 'latest' / STATE_FILE}" if resume else f"{run} already holds a run; pass --resume"
@@ -226,14 +226,14 @@ def cli_env() -> dict[str, str]:
 
 
 def start_train(recipe: Path, dataset: Path, out: Path, resume: bool = False) -> subprocess.Popen:
-    args = [str(EXECUTABLE), "train", "--config", str(recipe), "--dataset", str(dataset), "--output", str(out)]
+    args = [str(EXECUTABLE), "train", "--config", str(recipe), "--dataset", str(dataset), "--out", str(out)]
     return subprocess.Popen(args + (["--resume"] if resume else []), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=cli_env())  # fmt: skip
 
 
 def finish(recipe: Path, dataset: Path, out: Path) -> subprocess.CompletedProcess:
     """After a kill: ``--resume`` where the run folder exists (a folder without a checkpoint starts over), else a plain rerun."""
-    args = [str(EXECUTABLE), "train", "--config", str(recipe), "--dataset", str(dataset), "--output", str(out)]
+    args = [str(EXECUTABLE), "train", "--config", str(recipe), "--dataset", str(dataset), "--out", str(out)]
     done = subprocess.run(args + (["--resume"] if out.exists() else []), capture_output=True, text=True, env=cli_env(), timeout=600)
     assert done.returncode == 0, done.stderr
     return done
@@ -287,3 +287,33 @@ def test_kill_9_while_a_checkpoint_is_being_written_then_resume_matches(
     finish(recipe, small_dataset, out)
     same_run(out, straight)
     assert not staging.exists()
+
+
+# --- a damaged calibration.json: a clear refusal naming the file, before anything is written ------------------
+
+
+@pytest.mark.hostile_input
+@pytest.mark.parametrize("content", ['{"overall": {"method": "platt", "a": "steep"}}', '{"overall": '], ids=["bad-value", "truncated"])
+def test_a_corrupt_calibration_file_stops_merge_and_evaluate_naming_it(
+    random_tiny_dir: Path, small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+    from inspect_core import pipeline
+    from inspect_core.errors import BadInputError
+    from inspect_core.model.calibration import CALIBRATION_FILE
+    from inspect_core.model.lora import apply_strategy
+    from inspect_core.model.trained_model import save_checkpoint
+
+    model = apply_strategy(Florence2ForConditionalGeneration.from_pretrained(random_tiny_dir), LoraSection(r=4, alpha=8))
+    save_checkpoint(model, AutoProcessor.from_pretrained(random_tiny_dir), tmp_path / "ckpt", str(random_tiny_dir), "lora", ["hole"])
+    damaged = tmp_path / "ckpt" / CALIBRATION_FILE
+    damaged.write_text(content)
+    assert main(["merge", "--model", str(tmp_path / "ckpt"), "--out", str(tmp_path / "merged")]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{damaged}: not a calibration file inspect-core can read" in err and "calibrate again" in err
+    assert not (tmp_path / "merged").exists()
+    config = InspectConfig(model=ModelSection(name=str(random_tiny_dir), image_size=256), train=TrainSection(**TRAIN))
+    with pytest.raises(BadInputError, match="not a calibration file"):
+        pipeline.evaluate(config, model=tmp_path / "ckpt", dataset=small_dataset, split="test")
+    assert damaged.read_text() == content  # refused, not overwritten

@@ -179,7 +179,7 @@ def test_bad_settings_are_refused(clip: Path, tmp_path: Path) -> None:
 
 def test_cli_captures_a_video_file_as_json(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "frames"
-    args = ["ingest", "camera", "--source", str(clip), "--out", str(out), "--camera", "cam-3", "--line", "L2"]
+    args = ["ingest", "camera", "--camera-source", str(clip), "--out", str(out), "--camera", "cam-3", "--line", "L2"]
     result = CliRunner().invoke(app, [*args, "--every-frames", "1", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -187,6 +187,6 @@ def test_cli_captures_a_video_file_as_json(clip: Path, tmp_path: Path) -> None:
     assert report["end_reason"] == "end of stream"
     assert len(list(out.glob("cam-3_L2_*.png"))) == 5
     helped = CliRunner().invoke(app, ["ingest", "camera", "--help"])
-    assert all(option in helped.output for option in ("--source", "--every-frames", "--every-seconds", "--max-frames", "--json"))
-    missing = CliRunner().invoke(app, ["ingest", "camera", "--source", str(tmp_path / "nope.mp4"), "--out", str(out)])
+    assert all(option in helped.output for option in ("--camera-source", "--every-frames", "--every-seconds", "--max-frames", "--json"))
+    missing = CliRunner().invoke(app, ["ingest", "camera", "--camera-source", str(tmp_path / "nope.mp4"), "--out", str(out)])
     assert missing.exit_code == 2 and "nope.mp4 not found" in missing.stderr

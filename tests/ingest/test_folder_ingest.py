@@ -158,13 +158,13 @@ def test_cli_ingests_a_folder_once_as_json(tmp_path: Path) -> None:
     shutil.copy(inbox / "a.png", inbox / "b.png")
     (inbox / "c.png").write_bytes(b"")
     db = f"sqlite:///{tmp_path / 'r.db'}"
-    args = ["ingest", "folder", "--folder", str(inbox), "--db", db, "--camera", "cam-3", "--line", "L2", "--once"]
+    args = ["ingest", "folder", "--images", str(inbox), "--db", db, "--camera", "cam-3", "--line", "L2", "--once"]
     result = CliRunner().invoke(app, [*args, "--settle-seconds", "0.2", "--poll-seconds", "0.1", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert len(report["registered"]) == 1 and len(report["duplicates"]) == 1 and report["waiting"] == []
     assert list(report["quarantined"].values()) == ["image c.png is an empty file"]
     helped = CliRunner().invoke(app, ["ingest", "folder", "--help"])
-    assert all(option in helped.output for option in ("--folder", "--db", "--camera", "--line", "--once", "--archive-dir", "--json"))
-    missing = CliRunner().invoke(app, ["ingest", "folder", "--folder", str(tmp_path / "nope"), "--db", db, "--once"])
+    assert all(option in helped.output for option in ("--images", "--db", "--camera", "--line", "--once", "--archive-dir", "--json"))
+    missing = CliRunner().invoke(app, ["ingest", "folder", "--images", str(tmp_path / "nope"), "--db", db, "--once"])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr

@@ -91,8 +91,8 @@ def test_parse_when_accepts_dates_times_and_spans() -> None:
 
 def test_report_cli_table_json_files_and_errors(store: Store, tmp_path: Path) -> None:
     help_text = runner.invoke(app, ["report", "--help"]).output
-    options = "--since --until --line --camera --class --min-confidence --model --format --out --plots --annotate --top --limit --json"
-    for option in [*options.split(), "Example: inspect-core report"]:
+    options = "--since --until --line --camera --class --min-confidence --model --table-format --out --plots --annotate --top --limit"
+    for option in [*options.split(), "--json", "Example: inspect-core report"]:
         assert option in help_text, option
 
     summary = runner.invoke(app, ["report", "--db", store.url, "--json"])
@@ -102,7 +102,7 @@ def test_report_cli_table_json_files_and_errors(store: Store, tmp_path: Path) ->
     }  # fmt: skip
 
     out, plots, top = tmp_path / "rows.csv", tmp_path / "plots", tmp_path / "top"
-    args = ["report", "--db", store.url, "--since", "2026-11-02", "--line", "line-B", "--format", "csv", "--out", str(out)]
+    args = ["report", "--db", store.url, "--since", "2026-11-02", "--line", "line-B", "--table-format", "csv", "--out", str(out)]
     result = runner.invoke(app, [*args, "--plots", str(plots), "--annotate", str(top), "--top", "2", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -113,7 +113,7 @@ def test_report_cli_table_json_files_and_errors(store: Store, tmp_path: Path) ->
     assert payload["files"] == [str(out), *charts, str(top / "002_e_fabric-v2.png")]
     assert pd.read_csv(out)["class_name"].tolist() == ["hole", "stain"]
 
-    to_stdout = runner.invoke(app, ["report", "--db", store.url, "--class", "knot", "--format", "json"])
+    to_stdout = runner.invoke(app, ["report", "--db", store.url, "--class", "knot", "--table-format", "json"])
     assert to_stdout.exit_code == 0 and [r["class_name"] for r in json.loads(to_stdout.stdout)] == ["knot"]
 
     table = runner.invoke(app, ["report", "--db", store.url, "--camera", "cam-1", "--limit", "3"])
@@ -125,9 +125,10 @@ def test_report_cli_table_json_files_and_errors(store: Store, tmp_path: Path) ->
     for bad, message in (
         (["--since", "last tuesday"], "--since: not a time: 'last tuesday'"),
         (["--until", "2026-13-01"], "--until: not a time"),
-        (["--format", "xlsx"], "--format 'xlsx'"),
-        (["--format", "parquet"], "needs --out"),
-        (["--out", str(tmp_path / "x.csv")], "add --format"),
+        (["--table-format", "xlsx"], "--table-format 'xlsx'"),
+        (["--format", "xlsx"], "--format 'xlsx'"),  # the deprecated spelling still works, and errors name it as typed
+        (["--table-format", "parquet"], "needs --out"),
+        (["--out", str(tmp_path / "x.csv")], "add --table-format"),
     ):
         failed = runner.invoke(app, ["report", "--db", store.url, *bad])
         assert failed.exit_code == 2 and message in " ".join(failed.stderr.split()), (bad, failed.stderr)

@@ -95,3 +95,31 @@ def test_stores_from_before_sources_per_line_upgrade_and_downgrade(store_url: st
     with pytest.raises(RuntimeError, match="cannot downgrade the results store below 0004: camera\\(s\\) ls-1 captured frames on more"):
         downgrade(engine, "0003")
     assert ensure_source(open_store(store_url), "ls-1", "L3") == on_l3  # refused whole: the store is as it was
+
+
+def test_stores_from_before_thresholds_after_the_fact_upgrade_and_downgrade(store_url: str, tmp_path: Path) -> None:
+    """0006: old detections were all above their run's threshold, so they come back operating; a downgrade keeps
+    only operating detections (the old schema would count the rest as defects) and merges their day counts."""
+    engine = open_store(store_url)
+    source = ensure_source(engine, "cam-1", "L1")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    version = register_model(engine, tmp_path / "model", base_model="tiny").id
+    when = datetime(2027, 1, 1, 8, tzinfo=timezone.utc)
+    knot = StoredDetection("knot", 0.05, (1.0, 1.0, 5.0, 5.0), operating=False)
+    batch = [ScoredImage("a" * 64, "/f/a.png", 64, 48, when, source, [HOLE, knot]), ScoredImage("b" * 64, "/f/b.png", 64, 48, when, source)]
+    write_scored_batch(engine, start_run(engine, version, "cfg", 2), version, batch)
+    assert rates(engine, ReportFilter()) == {"L1": (2, 1)} and rates(engine, ReportFilter(min_confidence=0.01)) == {"L1": (2, 1)}
+
+    downgrade(engine, "0005")
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT class_name FROM detections")).scalars().all() == ["hole"]
+        assert connection.execute(sa.text("SELECT sum(n) FROM detection_day_counts")).scalar() == 1
+        assert sorted(connection.execute(sa.text("SELECT detections FROM image_scores")).scalars()) == [0, 1]
+    engine = open_store(store_url)
+    with Session(engine) as session:
+        assert sorted((s.detections, s.defects) for s in session.exec(select(ImageScore))) == [(0, 0), (1, 1)]
+    for flt in (ReportFilter(), ReportFilter(min_confidence=0.0)):
+        assert rates(engine, flt) == {"L1": (2, 1)}
+        assert class_summary(engine, flt)["class_name"].tolist() == ["hole"]
+        assert detections_frame(engine, flt)["class_name"].tolist() == ["hole"]

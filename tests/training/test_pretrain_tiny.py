@@ -30,7 +30,8 @@ runner = CliRunner()
 
 def test_pretrain_command_saves_a_plain_florence2_with_metrics_and_a_card(tmp_path: Path) -> None:
     out = tmp_path / "tiny"
-    args = ["pretrain-tiny", "--out", str(out), "--steps", "4", "--batch-size", "2", "--eval-every", "2", "--eval-images", "3", "--json"]
+    args = ["pretrain-tiny", "--out", str(out), "--steps", "4", "--batch-size", "2", "--eval-every", "2", "--eval-images", "3", "--json",
+            "--randomised-fraction", "0.5"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -40,6 +41,7 @@ def test_pretrain_command_saves_a_plain_florence2_with_metrics_and_a_card(tmp_pa
     assert metrics["settings"]["eval_images"] == 3 and metrics["best"]["map50"] == summary["best_map50"]
     card = (out / "README.md").read_text()
     assert "--steps 4 --batch-size 2" in card and "--eval-images 3" in card
+    assert metrics["settings"]["randomised_fraction"] == 0.5 and "--randomised-fraction 0.5" in card  # the card's command runs
     model, processor = load_florence(str(out))  # a plain Florence-2: no auxiliary head was saved
     assert type(model).__name__ == "Florence2ForConditionalGeneration"
     assert not any("cell" in name for name in model.state_dict())

@@ -79,3 +79,17 @@ def test_an_early_stopped_challenger_is_a_finished_one(tmp_path: Path, nightly: 
     metrics = json.loads(next((tmp_path / "nightly").glob("*/train/metrics.json")).read_text())
     assert metrics["stopped"] == "early-stopping" and metrics["epochs_run"] == 2
     assert result.promoted and result.reason == "first model"
+
+
+def test_a_challenger_that_ran_out_its_time_budget_is_a_finished_one(tmp_path: Path, nightly: InspectConfig,
+                                                                    small_dataset: Path) -> None:  # fmt: skip
+    """train.max_minutes shrinks the run to fit (anneal included) and it ends as planned; should a slow step still overrun,
+    the run stops on ``time-limit``, which retraining also takes as a finished run. Either way the challenger competes."""
+    train = nightly.train.model_copy(update={"epochs": 50, "max_minutes": 0.02})
+    engine = open_store(f"sqlite:///{tmp_path / 'results.db'}")
+    write_voc_dataset(tmp_path / "labelled" / "2026-11-20", count=4, seed=11, size=256)
+    result = retrain(nightly.model_copy(update={"train": train}), tmp_path / "labelled", engine, tmp_path / "nightly", small_dataset,
+                     export=False)  # fmt: skip
+    metrics = json.loads(next((tmp_path / "nightly").glob("*/train/metrics.json")).read_text())
+    assert metrics["stopped"] == "completed" and metrics["epochs_run"] < 50  # the budget shrank the 50 epochs
+    assert result.promoted and result.challenger_version_id is not None and result.reason == "first model"

@@ -22,7 +22,7 @@ from inspect_core.data.annotations import (
 )
 from inspect_core.data.importers.image_files import resolve_image, try_resolve
 from inspect_core.data.importers.import_result import ImportCollector, ImportResult
-from inspect_core.data.importers.label_files import ensure_inside, is_file, read_text
+from inspect_core.data.importers.label_files import is_file, read_text
 
 _SECTIONS = ("images", "annotations", "categories")
 
@@ -141,7 +141,9 @@ def _group_annotations(path: Path, data: dict, collector: ImportCollector) -> di
     return per_image
 
 
-def _objects(path: Path, anns: list[tuple[int, dict]], classes: dict[int, str], width: int, height: int) -> list[DefectObject]:
+def _objects(
+    path: Path, anns: list[tuple[int, dict]], classes: dict[int, str], width: int, height: int, collector: ImportCollector
+) -> list[DefectObject]:
     objects = []
     for ann_index, ann in anns:
         ann_where = f"annotations[{ann_index}] (id={ann.get('id')!r})"
@@ -154,12 +156,13 @@ def _objects(path: Path, anns: list[tuple[int, dict]], classes: dict[int, str], 
         x, y, w, h = (float(v) for v in bbox)
         box = check_box((x, y, x + w, y + h), width, height, path, ann_where, "bbox")
         polygon = _polygon(ann.get("segmentation"), width, height, path, ann_where)
-        objects.append(DefectObject(label=classes[category], box=box, polygon=polygon))
+        label = collector.class_name(classes[category], path, ann_where, "category_id", key=str(category))
+        objects.append(DefectObject(label=label, box=box, polygon=polygon))
     return objects
 
 
 def _import_file(path: Path, root: Path, collector: ImportCollector) -> list[str]:
-    ensure_inside(root, path, path, "file", "json")
+    collector.inside(path, path, "file", "json")
     data = load_json(path)
     if not _is_coco(data):
         raise AnnotationError(path, "file", "json", "expected an object with images, annotations and categories lists")
@@ -188,7 +191,7 @@ def _import_file(path: Path, root: Path, collector: ImportCollector) -> list[str
                 image_path=image_path,
                 width=info.width,
                 height=info.height,
-                objects=tuple(_objects(path, per_image.get(image_id, []), classes, info.width, info.height)),
+                objects=tuple(_objects(path, per_image.get(image_id, []), classes, info.width, info.height, collector)),
                 split=split,
                 source_key=source_key_for(image_path),
                 sha256=info.sha256,

@@ -17,7 +17,7 @@ from inspect_core.data.annotations import AnnotatedImage, AnnotationError, Defec
 from inspect_core.data.florence_tasks import TASK_PROMPTS, TaskRecord, parse_target, task_of_prefix
 from inspect_core.data.importers.image_files import resolve_image, try_resolve
 from inspect_core.data.importers.import_result import ImportCollector, ImportResult
-from inspect_core.data.importers.label_files import ensure_inside, read_text
+from inspect_core.data.importers.label_files import read_text
 from inspect_core.data.loc_tokens import decode_box
 
 ANNOTATIONS_FILE = "annotations.jsonl"
@@ -137,7 +137,7 @@ def import_florence_jsonl(root: Path, collector: ImportCollector, split: str | N
     for path in files:
         split = normalise_split(path.parent.name) if path.parent != root else None
         try:
-            ensure_inside(root, path, path, "file", ANNOTATIONS_FILE)
+            collector.inside(path, path, "file", ANNOTATIONS_FILE)
         except AnnotationError as error:
             collector.reject(error)
             continue
@@ -153,6 +153,9 @@ def import_florence_jsonl(root: Path, collector: ImportCollector, split: str | N
                 image_path = resolve_image(path.parent, reference, path, where, "image")
                 info = collector.image_info(image_path, path, where)
                 objects, caption = _merge(path, tasks, info.width, info.height)
+                if objects and collector.class_map is not None:  # the labels come from the first of od, dense, grounding
+                    line = f"line {next(tasks[t][0] for t in ('od', 'dense', 'grounding') if t in tasks)}"
+                    objects = [replace(o, label=collector.class_name(o.label, path, line, "suffix")) for o in objects]
                 return AnnotatedImage(
                     image_path=image_path,
                     width=info.width,

@@ -9,27 +9,37 @@ now reads label files and checks image and label paths through the two functions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from inspect_core.data.annotations import AnnotationError
 
 
-def ensure_inside(root: Path, path: Path, file: Path | str, location: str, field: str) -> Path:
+def _roots(root: Path | Sequence[Path]) -> list[Path]:
+    return [Path(r).resolve() for r in ([root] if isinstance(root, (str, Path)) else root)]
+
+
+def ensure_inside(root: Path | Sequence[Path], path: Path, file: Path | str, location: str, field: str) -> Path:
     """``path`` with symlinks resolved, if it lies under ``root`` (also resolved); else an error naming ``file``.
 
     Resolving first is the point: a symlink inside the folder that points elsewhere is an escape
-    just like ``../outside.jpg``.
+    just like ``../outside.jpg``. ``root`` may be several folders (the source root first, then the
+    targets of its linked split folders, :func:`~inspect_core.data.importers.dataset_tree.linked_roots`);
+    messages name the first.
     """
+    roots = _roots(root)
     real = Path(path).resolve()
-    if not real.is_relative_to(Path(root).resolve()):
+    if not any(real.is_relative_to(r) for r in roots):
         shown = path if Path(path) == real else f"{path} (a link to {real})"
-        raise AnnotationError(file, location, field, f"{shown} escapes the dataset root {root}")
+        named = root if isinstance(root, (str, Path)) else root[0]
+        raise AnnotationError(file, location, field, f"{shown} escapes the dataset root {named}")
     return real
 
 
-def is_inside(root: Path, path: Path) -> bool:
-    """Whether ``path`` (symlinks resolved) lies under ``root``: for filtering file walks and prefetches."""
-    return Path(path).resolve().is_relative_to(Path(root).resolve())
+def is_inside(root: Path | Sequence[Path], path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) lies under ``root`` (or one of several roots): for filtering file walks and prefetches."""
+    real = Path(path).resolve()
+    return any(real.is_relative_to(r) for r in _roots(root))
 
 
 def read_bytes(path: Path, field: str = "file") -> bytes:

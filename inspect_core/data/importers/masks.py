@@ -20,7 +20,7 @@ from PIL import Image
 from inspect_core.data.annotations import AnnotatedImage, AnnotationError, DefectObject, check_text, source_key_for, text_problem
 from inspect_core.data.importers.image_files import list_images
 from inspect_core.data.importers.import_result import ImportCollector, ImportResult
-from inspect_core.data.importers.label_files import ensure_inside, read_text
+from inspect_core.data.importers.label_files import read_text
 from inspect_core.errors import UsageError
 
 MASK_FOLDERS = ("masks", "annotations")
@@ -37,10 +37,10 @@ def mask_folder(root: Path) -> Path | None:
     return None
 
 
-def _value_classes(root: Path) -> dict[int, str]:
+def _value_classes(root: Path, collector: ImportCollector) -> dict[int, str]:
     names_file = root / "classes.txt"
     if names_file.is_file():
-        ensure_inside(root, names_file, names_file, "file", "classes.txt")
+        collector.inside(names_file, names_file, "file", "classes.txt")
         lines = read_text(names_file).splitlines()
         names = [check_text(line, names_file, f"line {i}", "class name") for i, line in enumerate(lines, start=1) if line.strip()]
         return {value: name for value, name in enumerate(names, start=1)}
@@ -79,7 +79,9 @@ def _png_header_size(mask_path: Path) -> tuple[int, int] | None:
     return None
 
 
-def _read_mask(mask_path: Path, width: int, height: int, value_classes: dict[int, str], mask_class: str) -> list[DefectObject]:
+def _read_mask(
+    mask_path: Path, width: int, height: int, value_classes: dict[int, str], mask_class: str, collector: ImportCollector
+) -> list[DefectObject]:
     try:
         with Image.open(mask_path) as handle:
             if handle.size != (width, height):  # from the header: nothing decoded yet
@@ -97,13 +99,14 @@ def _read_mask(mask_path: Path, width: int, height: int, value_classes: dict[int
         raise AnnotationError(mask_path, "file", "size", f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
     values = [int(v) for v in np.unique(mask) if v]
     if set(values) <= {1} or set(values) <= {255}:
-        return regions(mask > 0, mask_class)
+        return regions(mask > 0, collector.class_name(mask_class, mask_path, "file", "mask class") if values else mask_class)
     unknown = [v for v in values if v not in value_classes]
     if unknown:
         raise AnnotationError(mask_path, "file", "pixel value", f"value {unknown[0]} has no class in classes.txt (binary masks use 0/255)")
     objects = []
     for value in values:
-        objects.extend(regions(mask == value, value_classes[value]))
+        label = collector.class_name(value_classes[value], mask_path, "file", "pixel value", key=str(value))
+        objects.extend(regions(mask == value, label))
     return objects
 
 
@@ -117,7 +120,7 @@ def import_masks(root: Path, collector: ImportCollector, mask_class: str = "defe
     folder = mask_folder(root)
     if folder is None:
         raise AnnotationError(root, "dataset root", "masks", "expected images/ beside masks/ or annotations/ with PNG masks")
-    value_classes = _value_classes(root)
+    value_classes = _value_classes(root, collector)
     images = list_images(root / "images")
     stems = {p.stem for p in images}
     for orphan in sorted(p for p in folder.glob("*.png") if p.stem not in stems):
@@ -130,8 +133,8 @@ def import_masks(root: Path, collector: ImportCollector, mask_class: str = "defe
             if not mask_path.is_file():
                 raise AnnotationError(image_path, "file", "mask", f"no mask {mask_path.name} in {folder.name}/")
             info = collector.image_info(image_path, mask_path, "file")
-            ensure_inside(root, mask_path, mask_path, "file", "mask")
-            objects = _read_mask(mask_path, info.width, info.height, value_classes, mask_class)
+            collector.inside(mask_path, mask_path, "file", "mask")
+            objects = _read_mask(mask_path, info.width, info.height, value_classes, mask_class, collector)
             return AnnotatedImage(
                 image_path=image_path,
                 width=info.width,

@@ -27,9 +27,10 @@ from inspect_core.data.annotations import (
     normalise_split,
     source_key_for,
 )
+from inspect_core.data.importers.dataset_tree import linked_roots, walk_files
 from inspect_core.data.importers.image_files import IMAGE_SUFFIXES, resolve_image
 from inspect_core.data.importers.import_result import ImportCollector, ImportResult
-from inspect_core.data.importers.label_files import decode_utf8, ensure_inside, is_file, read_bytes
+from inspect_core.data.importers.label_files import decode_utf8, is_file, read_bytes
 
 # No entity expansion, no network: label files come from anywhere.
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
@@ -38,14 +39,14 @@ _DECLARED_ENCODING = re.compile(rb"^\s*<\?xml[^>]*\bencoding\s*=", re.IGNORECASE
 _BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
 
 
-def voc_files(root: Path) -> list[Path]:
-    """XML files under ``root`` (any depth) whose root element is ``<annotation>``.
+def voc_files(root: Path, files: list[Path] | None = None) -> list[Path]:
+    """XML files under ``root`` (any depth, linked split folders followed; or among ``files``) whose root element is ``<annotation>``.
 
     A file that does not parse is kept, so the importer reports it with its line.
     """
     found = []
-    for path in sorted(root.rglob("*.xml")):
-        if not path.is_file():
+    for path in files if files is not None else walk_files(root, linked_roots(root))[0]:
+        if path.suffix.lower() != ".xml" or not path.is_file():
             continue
         try:
             data = read_bytes(path)
@@ -113,7 +114,7 @@ def _find_image(xml_path: Path, filename: str) -> Path:
 
 
 def _read(xml_path: Path, root: Path, collector: ImportCollector) -> AnnotatedImage:
-    ensure_inside(root, xml_path, xml_path, "file", "xml")
+    collector.inside(xml_path, xml_path, "file", "xml")
     annotation = parse_xml(xml_path)
     if annotation.tag != "annotation":
         raise AnnotationError(xml_path, _where(annotation, str(annotation.tag)), "annotation", "root element must be <annotation>")
@@ -138,7 +139,10 @@ def _read(xml_path: Path, root: Path, collector: ImportCollector) -> AnnotatedIm
     objects = []
     for index, obj in enumerate(annotation.findall("object")):
         where = f"{_where(obj, 'object')} #{index}"
-        label = check_text(_text(obj, "name", xml_path, where), xml_path, _where(obj.find("name"), "name"), "name")
+        name_where = _where(obj.find("name"), "name") if obj.find("name") is not None else where
+        label = collector.class_name(
+            check_text(_text(obj, "name", xml_path, where), xml_path, name_where, "name"), xml_path, name_where, "name"
+        )
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise AnnotationError(xml_path, where, "bndbox", "missing <bndbox>")
@@ -162,10 +166,11 @@ def _read(xml_path: Path, root: Path, collector: ImportCollector) -> AnnotatedIm
 def import_pascal_voc(root: Path, collector: ImportCollector) -> ImportResult:
     if collector.root is None:
         collector.root = root
-    files = voc_files(root)
+    tree = collector.files()
+    files = voc_files(root, tree)
     if not files:
         raise AnnotationError(root, "dataset root", "xml", "no Pascal VOC <annotation> XML files found")
-    collector.prefetch(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    collector.prefetch(p for p in tree if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     for xml_path in files:
         collector.attempt(lambda xml_path=xml_path: _read(xml_path, root, collector))
     return collector.finish("voc", root)

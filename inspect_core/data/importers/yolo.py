@@ -1,79 +1,37 @@
-"""Import YOLO txt labels with their class names (``data.yaml`` or ``classes.txt``).
+"""Import YOLO txt labels with their class names (``data.yaml`` or ``classes.txt``, found as :mod:`.yolo_classes` says).
 
 Layouts: Roboflow (``train|valid|test/images`` + ``.../labels``), Ultralytics
-(``images/<split>`` + ``labels/<split>``) and flat image + txt pairs. Rows are
-``class cx cy w h`` (normalised) or YOLO-seg polygons ``class x1 y1 x2 y2 ...``. An image without a
-label file is a clean image, as in YOLO itself.
+(``images/<split>`` + ``labels/<split>``) and flat image + txt pairs, split folders linked in from
+elsewhere included (:mod:`.dataset_tree`). Rows are ``class cx cy w h`` (normalised) or YOLO-seg
+polygons ``class x1 y1 x2 y2 ...``. An image without a label file is a clean image, as in YOLO itself.
 
-``data.yaml`` is read by the one safe YAML reader, without aliases (a Roboflow or Ultralytics file has none, and nested
-aliases expand exponentially) and its ``names`` must be ids 0..n-1 with clean class names.
+A row's class is its id's name in ``data.yaml``, or with ``--class-map`` the map's entry for the id
+(then for the id's name). Without a map by id, ids that look 1-based stop the import before any image is
+read (:func:`~inspect_core.data.importers.yolo_classes.off_by_one`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from inspect_core.config import safe_yaml_load
 from inspect_core.data.annotations import (
     AnnotatedImage,
     AnnotationError,
     DefectObject,
     check_box,
-    check_text,
     clip_polygon,
     normalise_split,
     source_key_for,
 )
 from inspect_core.data.importers.image_files import IMAGE_SUFFIXES
-from inspect_core.data.importers.import_result import DatasetImportError, ImportCollector, ImportResult
-from inspect_core.data.importers.label_files import ensure_inside, read_text
+from inspect_core.data.importers.import_result import ImportCollector, ImportResult
+from inspect_core.data.importers.label_files import is_inside, read_text
+from inspect_core.data.importers.yolo_classes import NAME_FILES, class_names, off_by_one, off_by_one_error, row_id
 
-NAME_FILES = ("data.yaml", "data.yml", "classes.txt")
+__all__ = ["NAME_FILES", "import_yolo", "label_file_for"]
+
 _NOT_LABELS = {"classes.txt", "readme.txt", "readme.dataset.txt", "readme.roboflow.txt"}
-
-
-MAX_NAMES_FILE_BYTES = 1 << 20
-
-
-def _load_yaml(path: Path) -> object:
-    """``data.yaml`` as data, through the tool's one safe YAML reader (``inspect_core.config.safe_yaml``).
-
-    Stricter than for recipes: no aliases at all (a Roboflow or Ultralytics export has none) and at most
-    1 MiB; malformed YAML, duplicate keys and every refusal name the file and line.
-    """
-    return safe_yaml_load(read_text(path), path, error=DatasetImportError, max_aliases=0, max_bytes=MAX_NAMES_FILE_BYTES)
-
-
-def _names_from_yaml(path: Path, data: object) -> list[str]:
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        keys = list(names)
-        bad = next((k for k in keys if isinstance(k, bool) or not isinstance(k, int)), None)
-        if bad is not None:
-            raise AnnotationError(path, "names", "names", f"class ids must be integers 0..n-1, got the key {bad!r}")
-        if sorted(keys) != list(range(len(keys))):
-            raise AnnotationError(path, "names", "names", "class ids must be 0..n-1")
-        names = [names[i] for i in range(len(names))]
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise AnnotationError(path, "names", "names", "expected a list of class names")
-    nc = data.get("nc")
-    if nc is not None and nc != len(names):
-        raise AnnotationError(path, "nc", "nc", f"nc is {nc!r} but {len(names)} names are listed")
-    return [check_text(n, path, f"names[{i}]", "names") for i, n in enumerate(names)]
-
-
-def class_names(root: Path) -> tuple[list[str], Path]:
-    """Class names by id, and the file they came from."""
-    for name in NAME_FILES:
-        path = root / name
-        if not path.is_file():
-            continue
-        ensure_inside(root, path, path, "file", name)
-        if path.suffix == ".txt":
-            lines = read_text(path).splitlines()
-            return [check_text(line, path, f"line {i}", "class name") for i, line in enumerate(lines, start=1) if line.strip()], path
-        return _names_from_yaml(path, _load_yaml(path)), path
-    raise AnnotationError(root, "dataset root", "data.yaml", "no data.yaml or classes.txt with the class names")
 
 
 def label_file_for(image: Path) -> Path:
@@ -93,13 +51,19 @@ def _split_of(path: Path, root: Path) -> str | None:
     return None
 
 
-def _row(fields: list[str], names: list[str], names_file: Path, label_path: Path, where: str, width: int, height: int) -> DefectObject:
+def _row(
+    fields: list[str], names: list[str], names_file: Path | None, collector: ImportCollector, label_path: Path, where: str,
+    width: int, height: int,
+) -> DefectObject:  # fmt: skip
     try:
         class_id = int(fields[0])
     except ValueError:
         raise AnnotationError(label_path, where, "class_id", f"not an integer: {fields[0]!r}") from None
-    if not 0 <= class_id < len(names):
-        raise AnnotationError(label_path, where, "class_id", f"class id {class_id} is not in {names_file.name} (0..{len(names) - 1})")
+    known = 0 <= class_id < len(names)
+    if not known and collector.class_map is None:
+        shown = names_file.name if names_file is not None else "the class names"
+        raise AnnotationError(label_path, where, "class_id", f"class id {class_id} is not in {shown} (0..{len(names) - 1})")
+    label = collector.class_name(names[class_id] if known else None, label_path, where, "class_id", key=str(class_id))
     try:
         values = [float(v) for v in fields[1:]]
     except ValueError as exc:
@@ -109,24 +73,51 @@ def _row(fields: list[str], names: list[str], names_file: Path, label_path: Path
         if w <= 0 or h <= 0:
             raise AnnotationError(label_path, where, "width/height", f"box has zero or negative size ({w:g} x {h:g})")
         box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
-        return DefectObject(names[class_id], check_box(box, width, height, label_path, where, "cx/cy/w/h"))
+        return DefectObject(label, check_box(box, width, height, label_path, where, "cx/cy/w/h"))
     if len(values) >= 6 and len(values) % 2 == 0:
         points = tuple((values[i] * width, values[i + 1] * height) for i in range(0, len(values), 2))
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         box = check_box((min(xs), min(ys), max(xs), max(ys)), width, height, label_path, where, "polygon")
-        return DefectObject(names[class_id], box, polygon=clip_polygon(points, width, height))
+        return DefectObject(label, box, polygon=clip_polygon(points, width, height))
     raise AnnotationError(label_path, where, "row", f"expected 'class cx cy w h' or a polygon, got {len(fields)} fields")
 
 
-def import_yolo(root: Path, collector: ImportCollector) -> ImportResult:
+def _label_texts(labels: list[Path], collector: ImportCollector) -> tuple[dict[Path, str], Counter[int], dict[int, str]]:
+    """Every readable label file's text (read once), the rows per class id, and where each id is first used.
+
+    Files that escape the root or cannot be read are left out here; the image's own build reports them.
+    """
+    texts: dict[Path, str] = {}
+    ids: Counter[int] = Counter()
+    first: dict[int, str] = {}
+    for label in labels:
+        if not is_inside(collector.roots(), label):
+            continue
+        try:
+            texts[label] = read_text(label)
+        except AnnotationError:
+            continue
+        for number, line in enumerate(texts[label].splitlines(), start=1):
+            if (class_id := row_id(line)) is not None:
+                ids[class_id] += 1
+                first.setdefault(class_id, f"{label} line {number}")
+    return texts, ids, first
+
+
+def import_yolo(root: Path, collector: ImportCollector, data_yaml: Path | None = None) -> ImportResult:
     if collector.root is None:
         collector.root = root
-    names, names_file = class_names(root)
-    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    names, names_file = class_names(root, data_yaml, required=collector.class_map is None)
+    files = collector.files()
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
     expected_labels = {label_file_for(p) for p in images}
-    for label in sorted(p for p in root.rglob("*.txt") if p.is_file()):
+    for label in (p for p in files if p.suffix.lower() == ".txt" and p.is_file()):
         if label.name.lower() not in _NOT_LABELS and label not in expected_labels:
             collector.reject(AnnotationError(label, "file", "image", "label file has no matching image"))
+    texts, ids, first = _label_texts(sorted(p for p in expected_labels if p.is_file()), collector)
+    by_id = collector.class_map is not None and any(key.isdigit() for key in collector.class_map.mapping)
+    if not by_id and off_by_one(ids, len(names)):  # a map of names only ('Hole:hole') would still shift every label
+        raise off_by_one_error(ids, names, names_file, first[len(names)])  # whatever --skip-invalid says: it is every label
     collector.prefetch(images)
     for image_path in images:
 
@@ -137,10 +128,12 @@ def import_yolo(root: Path, collector: ImportCollector) -> ImportResult:
             if label_path.exists() and not label_path.is_file():
                 raise AnnotationError(label_path, "file", "label", "is not a regular file (a directory?)")
             if label_path.is_file():
-                ensure_inside(root, label_path, label_path, "file", "label")
-                for number, line in enumerate(read_text(label_path).splitlines(), start=1):
+                collector.inside(label_path, label_path, "file", "label")
+                text = texts[label_path] if label_path in texts else read_text(label_path)
+                for number, line in enumerate(text.splitlines(), start=1):
                     if line.strip():
-                        objects.append(_row(line.split(), names, names_file, label_path, f"line {number}", info.width, info.height))
+                        where = f"line {number}"
+                        objects.append(_row(line.split(), names, names_file, collector, label_path, where, info.width, info.height))
             return AnnotatedImage(
                 image_path=image_path,
                 width=info.width,

@@ -31,5 +31,5 @@ def test_real_sets_are_detected(real_fabric: Path) -> None:
 
 
 def test_unknown_layout_says_what_it_looked_for(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot detect the label format.*pass --format"):
+    with pytest.raises(ValueError, match="cannot detect the label format.*pass --label-format"):
         detect_format(tmp_path)

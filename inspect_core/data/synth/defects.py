@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from inspect_core.data.annotations import Box, DefectObject, Polygon, sort_objects
-from inspect_core.data.fabric_cloth import (
+from inspect_core.data.synth.cloth import (
     _LUMA,
     _MASK_THRESHOLD,
     _MAX_OVERLAP_IOU,
