@@ -24,7 +24,7 @@ ten defects, so one defect moves recall by about 0.1; the figure says what tens 
 4.8M-parameter model, not what a plant's Florence-2-base would reach. Writes
 ``benchmarks/results/real_fabric.json``.
 
-    nice -n 10 python benchmarks/real_fabric.py [--minutes 6] [--variants recipe,lora,flips-only,all-tasks]
+    nice -n 10 python benchmarks/real_fabric.py [--minutes 6] [--variants recipe,lora,flips-only,all-tasks] [--base DIR --out FILE]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from inspect_core.config import InspectConfig, load_recipe
 from inspect_core.data.dataset_builder import build_dataset
 from inspect_core.data.importers import ImportResult, import_dataset
 from inspect_core.inference.scoring import score_images
+from inspect_core.model.factory import resolve_model_source
 from inspect_core.model.trained_model import load_trained, merge_checkpoint
 from inspect_core.store import ReportFilter, class_summary, open_store
 from inspect_core.training.evaluation import EvaluationReport, evaluate_split
@@ -67,6 +68,9 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
+FLOORS = (0.05, 0.1, 0.15, 0.2, 0.3)  # confidence floors at which the found defects are counted again
+
+
 def held_out(report: EvaluationReport) -> dict:
     """The test-split figures: class-agnostic recall at IoU 0.5 first, then class-aware mAP."""
     detection, od = report.detection, report.od
@@ -79,6 +83,9 @@ def held_out(report: EvaluationReport) -> dict:
         "objects": recall["objects"],
         "detections": recall["detections"],
         "max_score": round(max((d.score for image in od.predictions for d in image), default=0.0), 4),
+        # where an operating threshold would have to sit: the defects still found at each confidence floor
+        "found_at_min_score": {f"{f:g}": agnostic_recall(od.truth, od.predictions, 0.5, f)["found"] for f in FLOORS},
+        "detections_at_min_score": {f"{f:g}": agnostic_recall(od.truth, od.predictions, 0.5, f)["detections"] for f in FLOORS},
         "map50": round(detection.map50, 4),
         "map50_95": round(detection.map50_95, 4),
         "per_class_ap50": {name: round(v["ap50"], 4) for name, v in detection.per_class.items()},
@@ -136,6 +143,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--update", action="store_true", help="keep the variants of --out that this run does not measure")
+    parser.add_argument("--seed", type=int, default=None, help="another split seed (dataset.seed): a different held-out part")
+    parser.add_argument("--base", default=None, help="base model (folder or shipped name) to start from; default: the recipe's")
     args = parser.parse_args()
     if not args.source.is_dir():
         sys.exit(f"{args.source}: no real fabric set here (it lives in ../shared/real_fabric beside the checkout)")
@@ -144,12 +153,16 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     imported = lowercased(import_dataset(args.source))
-    base_sha = _sha256(REPO / "models" / "tiny-fabric-base" / "model.safetensors")
+    base_path = Path(resolve_model_source(args.base or load_recipe(RECIPE).model.name)).resolve()  # the recipe's unless told
+    base_sha = _sha256(base_path / "model.safetensors")
+    base_override = {"model.name": str(base_path.resolve())}
+    if args.seed is not None:
+        base_override["dataset.seed"] = args.seed
     kept = json.loads(args.out.read_text()).get("variants", {}) if args.update and args.out.is_file() else {}
     results: dict[str, dict] = {name: entry for name, entry in kept.items() if name not in names}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        recipe = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes})
+        recipe = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes, **base_override})
         base_dataset = work / "base"
         build_dataset(imported, base_dataset, recipe.dataset, recipe.augment)
         base = held_out(evaluate_split(*load_trained(recipe.model.name, recipe.model.image_size), base_dataset, "test",
@@ -158,7 +171,7 @@ def main() -> None:
         print(f"base: {json.dumps(base)}", flush=True)
         scored = report = None
         for name in names:
-            config = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes, **VARIANTS[name]})
+            config = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes, **base_override, **VARIANTS[name]})
             results[name], dataset = run_variant(name, config, imported, work)
             results[name]["same_test_images_as_base"] = results[name].pop("test_images") == base["test_images"]
             if name == "recipe":  # the plant's workflow with the recipe's model: merge, score into a store, report
@@ -171,9 +184,10 @@ def main() -> None:
         "machine": machine_info(),
         "source": str(args.source.relative_to(REPO.parent)) if args.source.is_relative_to(REPO.parent) else str(args.source),
         "recipe": str(RECIPE.relative_to(REPO)),
-        "base_model": {"path": "models/tiny-fabric-base", "sha256": base_sha},
+        "base_model": {"path": str(base_path.relative_to(REPO)) if base_path.is_relative_to(REPO) else str(base_path), "sha256": base_sha},
         "max_minutes": args.minutes,
         "split": recipe.dataset.splits.model_dump(),
+        "split_seed": recipe.dataset.seed,
         "metric_notes": "test = held-out split; recall50_agnostic: share of true boxes overlapped (IoU >= 0.5) by any emitted "
         "detection, whatever its class; map50: class-aware COCO mAP@50 with real confidences",
         "base_test": base,

@@ -120,7 +120,11 @@ class AugmentSection(Section):
 
 
 class ModelSection(Section):
-    name: str = Field("tiny", description="'tiny', a hub id (florence-community/Florence-2-base) or a local directory")
+    name: str = Field(
+        "tiny",
+        description="'tiny' (the shipped base), 'tiny-randomised' (its domain-randomised sibling, the few-shot real-photo start), "
+        "a hub id (florence-community/Florence-2-base) or a local directory",
+    )
     image_size: int | None = Field(
         None, ge=32, le=2048, multiple_of=32,
         description="processor input side in pixels for training, evaluation, scoring and export; None: the size the model was saved with",

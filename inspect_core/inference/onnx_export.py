@@ -48,7 +48,7 @@ from transformers.cache_utils import EncoderDecoderCache
 from inspect_core.errors import UsageError
 from inspect_core.inference.onnx_backend import MANIFEST, OnnxFlorence, io_names
 from inspect_core.model.calibration import CALIBRATION_FILE, model_vocabulary
-from inspect_core.model.factory import EMBEDDED_MODEL, EMBEDDED_MODEL_DIR
+from inspect_core.model.factory import EMBEDDED_MODELS
 from inspect_core.model.lora import merge_adapter
 from inspect_core.model.trained_model import load_trained, resolve_trained_source
 
@@ -103,7 +103,7 @@ class DecoderStepGraph(nn.Module):
 
 def source_fingerprint(model_dir: Path | str) -> str | None:
     """sha256 over a model folder's config, processor and weight files: tells whether an export is stale."""
-    folder = EMBEDDED_MODEL_DIR if str(model_dir) == EMBEDDED_MODEL else Path(model_dir)
+    folder = EMBEDDED_MODELS.get(str(model_dir), Path(model_dir))
     if not folder.is_dir():
         return None  # a hub id
     digest = hashlib.sha256()

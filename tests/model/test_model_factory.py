@@ -4,7 +4,7 @@ import huggingface_hub.constants
 import pytest
 
 from inspect_core.errors import ModelLoadError
-from inspect_core.model.factory import EMBEDDED_MODEL_DIR, load_florence, resolve_model_source
+from inspect_core.model.factory import EMBEDDED_MODEL_DIR, EMBEDDED_MODELS, load_florence, resolve_model_source
 
 
 def test_offline_hub_id_says_how_to_use_a_local_copy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,6 +26,17 @@ def test_tiny_is_the_shipped_model() -> None:
     if not (EMBEDDED_MODEL_DIR / "config.json").is_file():
         pytest.skip("embedded model not built in this checkout")
     assert resolve_model_source("tiny") == str(EMBEDDED_MODEL_DIR)
+
+
+def test_the_randomised_sibling_is_shipped_by_name_with_its_own_weights() -> None:
+    """``tiny-randomised`` (the few-shot recipe's start) is its own model folder, not a second name for ``tiny``."""
+    folder = EMBEDDED_MODELS["tiny-randomised"]
+    if not (folder / "config.json").is_file():
+        pytest.skip("embedded models not built in this checkout")
+    assert resolve_model_source("tiny-randomised") == str(folder) != resolve_model_source("tiny")
+    assert (folder / "model.safetensors").read_bytes() != (EMBEDDED_MODEL_DIR / "model.safetensors").read_bytes()
+    model, processor = load_florence("tiny-randomised")
+    assert type(model).__name__ == "Florence2ForConditionalGeneration" and processor.image_processor.image_seq_length == 65
 
 
 @pytest.mark.parametrize("name", ["runs/train/nope/best", "./missing-model", "/no/such/model", "~/no-such-model", "runs/x/"])
