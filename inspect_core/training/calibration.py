@@ -35,7 +35,8 @@ from inspect_core.config import CalibrationSection, InspectConfig
 from inspect_core.data.importers.florence_jsonl import ANNOTATIONS_FILE
 from inspect_core.model.calibration import CALIBRATION_FILE, Calibration, Curve, load_calibration
 from inspect_core.training.checkpoints import BEST, LATEST, write_text_atomic
-from inspect_core.training.evaluation import SplitDetections, _iou, detect_split
+from inspect_core.training.evaluation import SplitDetections, detect_split
+from inspect_core.training.metrics import box_iou
 
 if TYPE_CHECKING:
     from torch import nn
@@ -78,8 +79,8 @@ def match_samples(detections: SplitDetections, iou: float) -> Samples:
             if det.label not in vocabulary:
                 dropped += 1
                 continue
-            best = max((o for o in unmatched if o.label == det.label), key=lambda o: _iou(o.box, det.box), default=None)
-            hit = best is not None and _iou(best.box, det.box) >= iou
+            best = max((o for o in unmatched if o.label == det.label), key=lambda o: box_iou(o.box, det.box), default=None)
+            hit = best is not None and box_iou(best.box, det.box) >= iou
             if hit:
                 unmatched.remove(best)
             labels.append(det.label)

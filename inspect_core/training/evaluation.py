@@ -25,7 +25,7 @@ from transformers import Florence2Processor
 from inspect_core.data.annotations import DefectObject
 from inspect_core.inference.detector import Detection, detect
 from inspect_core.training.data import FlorenceTaskDataset
-from inspect_core.training.metrics import MapResult, detection_map
+from inspect_core.training.metrics import MapResult, box_iou, detection_map
 
 _LOC = re.compile(r"<loc_\d+>")
 MATCH_IOU = 0.5
@@ -62,14 +62,6 @@ class EvaluationReport:
         }
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def confusion_matrix(truth: list[tuple[DefectObject, ...]], predictions: list[list[Detection]], classes: list[str]) -> np.ndarray:
     """Rows: true class or background (last); columns: predicted class or background (missed)."""
     index = {c: i for i, c in enumerate(classes)}
@@ -78,9 +70,9 @@ def confusion_matrix(truth: list[tuple[DefectObject, ...]], predictions: list[li
     for objects, detections in zip(truth, predictions):
         unmatched = list(objects)
         for det in sorted(detections, key=lambda d: -d.score):
-            best = max(unmatched, key=lambda o: _iou(o.box, det.box), default=None)
+            best = max(unmatched, key=lambda o: box_iou(o.box, det.box), default=None)
             predicted = index.get(det.label, background)
-            if best is not None and _iou(best.box, det.box) >= MATCH_IOU:
+            if best is not None and box_iou(best.box, det.box) >= MATCH_IOU:
                 unmatched.remove(best)
                 matrix[index[best.label], predicted] += 1
             else:

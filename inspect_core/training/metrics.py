@@ -86,7 +86,8 @@ def detection_map(
     )
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 for empty ones."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -110,8 +111,8 @@ def agnostic_recall(
         kept = sorted((d for d in predicted if d.score >= min_score), key=lambda d: -d.score)
         detections += len(kept)
         for det in kept:
-            best = max(unmatched, key=lambda box: _iou(box, det.box), default=None)
-            if best is not None and _iou(best, det.box) >= iou:
+            best = max(unmatched, key=lambda box: box_iou(box, det.box), default=None)
+            if best is not None and box_iou(best, det.box) >= iou:
                 unmatched.remove(best)
                 found += 1
     return {"recall": found / total if total else float("nan"), "precision": found / detections if detections else 0.0,
