@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
@@ -78,3 +79,28 @@ def test_the_fewshot_recipe_loads_and_takes_a_time_budget() -> None:
     assert load_recipe(path, sets=["train.max_minutes=20"]).train.max_minutes == 20.0
     with pytest.raises(Exception, match="max_minutes"):
         load_recipe(path, sets=["train.max_minutes=-1"])
+
+
+REAL = REPO.parent / "shared" / "real_fabric" / "roboflow_fabric_yolo"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real_fabric is not beside this checkout")
+def test_scoring_real_photographs_with_the_fewshot_recipe_reports_defects_at_its_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a plant reads after `score --config configs/real-fewshot.yaml`: the defect count at the recipe's threshold.
+
+    Its base's boxes on real photographs score below 0.3 (the usual threshold), so the count is checked against
+    the store counted on its own: every stored detection at or above 0.05 is a defect, and more are than at 0.3.
+    """
+    from inspect_core.cli import main
+
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    args = ["score", "--config", str(REPO / "configs" / "real-fewshot.yaml"), "--images", str(REAL), "--db", url, "--json"]
+    assert main([*args, "--model", "tiny-randomised"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    with sa.create_engine(url).connect() as connection:
+        at_recipe, at_usual = connection.exec_driver_sql("SELECT sum(confidence >= 0.05), sum(confidence >= 0.3) FROM detections").one()
+    assert summary["scored"] == len(list(REAL.glob("*.jpg")))
+    assert summary["thresholds"]["default"] == 0.05
+    assert summary["detections"] == at_recipe > (at_usual or 0)
