@@ -96,7 +96,9 @@ def test_scoring_real_photographs_with_the_fewshot_recipe_reports_defects_at_its
     from inspect_core.cli import main
 
     url = f"sqlite:///{tmp_path / 'results.db'}"
-    args = ["score", "--config", str(REPO / "configs" / "real-fewshot.yaml"), "--images", str(REAL), "--db", url, "--json"]
+    # decoded in-process: a forked loader worker inside pytest exited once in a fresh clone (as in the demo test)
+    args = ["score", "--config", str(REPO / "configs" / "real-fewshot.yaml"), "--images", str(REAL), "--db", url, "--json",
+            "--set", "score.num_workers=0"]  # fmt: skip
     assert main([*args, "--model", "tiny-randomised"]) == 0
     summary = json.loads(capsys.readouterr().out)
     with sa.create_engine(url).connect() as connection:
