@@ -50,12 +50,15 @@ from inspect_core.inference.scoring import score_images
 from inspect_core.model.factory import resolve_model_source
 from inspect_core.model.trained_model import load_trained, merge_checkpoint
 from inspect_core.store import ReportFilter, class_summary, open_store
+from inspect_core.training.data import FlorenceTaskDataset
 from inspect_core.training.evaluation import EvaluationReport, evaluate_split
 from inspect_core.training.metrics import agnostic_recall
-from inspect_core.training.trainer import train
+from inspect_core.training.trainer import METRICS_FILE, TrainResult, train
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = REPO.parent / "shared" / "real_fabric" / "roboflow_fabric_yolo"
+SHARED = REPO.parent / "shared" / "real_fabric"
+SOURCE = SHARED / "roboflow_fabric_yolo"
+HSST = SHARED / "hsst_stain_masks"  # 26 real 512 px photographs, stain masks (one empty): more stains, and clean cloth
 RECIPE = REPO / "configs" / "real-fewshot.yaml"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_fabric.json"
 NO_EXTRA_AUGMENT = {"augment.rotate90": False, "augment.color_jitter": 0.0, "augment.crop": 0.0, "augment.scale": 0.0,
@@ -68,13 +71,31 @@ VARIANTS: dict[str, dict[str, object]] = {
 }
 
 
+TRAIN_FIELDS = ("output_dir", "epochs_run", "best_epoch", "best_metric", "metric_name", "stopped", "history", "budget")
 FLOORS = (0.05, 0.1, 0.15, 0.2, 0.3)  # confidence floors at which the found defects are counted again
 
 
-def held_out(report: EvaluationReport) -> dict:
-    """The test-split figures: class-agnostic recall at IoU 0.5 first, then class-aware mAP."""
+def test_image_names(dataset: Path) -> list[str]:
+    """The file names of the test split's ``<OD>`` records, in the order ``evaluate_split`` reports them."""
+    data = FlorenceTaskDataset(dataset, "test")
+    return [data.annotation(i).image_path.name for i, record in enumerate(data.records) if record.task == "od"]
+
+
+def held_out(report: EvaluationReport, sources: dict[str, str] | None = None, names: list[str] | None = None) -> dict:
+    """The test-split figures: class-agnostic recall at IoU 0.5 first, then class-aware mAP.
+
+    With ``sources`` (image name -> source folder) and ``names`` (the test images in report order), the
+    recall is also given per source: one set's stains must not hide another's missed holes.
+    """
     detection, od = report.detection, report.od
     recall = agnostic_recall(od.truth, od.predictions, iou=0.5)
+    by_source = {}
+    if sources and names and len(set(sources.values())) > 1:
+        for source in sorted(set(sources.values())):
+            keep = [i for i, name in enumerate(names) if sources.get(name) == source]
+            part = agnostic_recall([od.truth[i] for i in keep], [od.predictions[i] for i in keep], iou=0.5)
+            by_source[source] = {"images": len(keep), "found": part["found"], "objects": part["objects"],
+                                 "recall50_agnostic": round(part["recall"], 4), "detections": part["detections"]}  # fmt: skip
     return {
         "images": report.images,
         "recall50_agnostic": round(recall["recall"], 4),
@@ -90,6 +111,7 @@ def held_out(report: EvaluationReport) -> dict:
         "map50_95": round(detection.map50_95, 4),
         "per_class_ap50": {name: round(v["ap50"], 4) for name, v in detection.per_class.items()},
         "instances": {name: v["instances"] for name, v in detection.per_class.items()},
+        **({"by_source": by_source} if by_source else {}),
     }
 
 
@@ -98,21 +120,42 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
 
 
+def combined(results: list[ImportResult]) -> ImportResult:
+    """Several labelled folders as one import (the benchmark's own union; ``dataset build`` takes one source)."""
+    if len(results) == 1:
+        return results[0]
+    images = [image for result in results for image in result.images]
+    return ImportResult("+".join(r.format for r in results), results[0].root, images,
+                        [e for r in results for e in r.skipped], sorted({c for r in results for c in r.classes}))  # fmt: skip
+
+
 def lowercased(imported: ImportResult) -> ImportResult:
     images = [replace(image, objects=tuple(replace(o, label=o.label.lower()) for o in image.objects)) for image in imported.images]
     return replace(imported, images=images, classes=sorted({name.lower() for name in imported.classes}))
 
 
-def run_variant(name: str, config: InspectConfig, imported: ImportResult, work: Path) -> tuple[dict, Path]:
-    dataset = work / name / "dataset"
-    built = build_dataset(imported, dataset, config.dataset, config.augment)
+def run_variant(
+    name: str, config: InspectConfig, imported: ImportResult, work: Path, sources: dict[str, str], poses: tuple[int, ...] = (1,),
+    reuse: bool = False,
+) -> tuple[dict, Path]:  # fmt: skip
+    """Build, train and test one variant; ``reuse`` tests a kept run (``--keep``) again instead of training it."""
+    dataset, run = work / name / "dataset", work / name / "train"
     started = time.perf_counter()
-    result = train(config, dataset, work / name / "train")
+    if reuse:
+        result = TrainResult(**{k: v for k, v in json.loads((run / METRICS_FILE).read_text()).items() if k in TRAIN_FIELDS})
+        splits = {
+            split: sum(1 for p in (dataset / split).iterdir() if p.suffix.lower() in (".jpg", ".png"))
+            for split in ("train", "valid", "test")
+        }
+    else:
+        splits = {split: stats.images for split, stats in build_dataset(imported, dataset, config.dataset, config.augment).splits.items()}
+        result = train(config, dataset, run)
     train_s = time.perf_counter() - started
 
-    def test(checkpoint: str) -> dict:
-        model = load_trained(work / name / "train" / checkpoint, config.model.image_size)
-        return held_out(evaluate_split(*model, dataset, "test", config.train.batch_size, config.train.max_new_tokens))
+    def test(checkpoint: str, count: int = 1) -> dict:
+        model = load_trained(run / checkpoint, config.model.image_size)
+        report = evaluate_split(*model, dataset, "test", config.train.batch_size, config.train.max_new_tokens, poses=count)
+        return held_out(report, sources, test_image_names(dataset))
 
     summary = {
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -121,8 +164,8 @@ def run_variant(name: str, config: InspectConfig, imported: ImportResult, work: 
         "tasks": config.dataset.tasks,
         "augment": config.augment.model_dump(mode="json", exclude={"extra", "splits"}),
         "lr": config.train.lr,
-        "split_images": {split: stats.images for split, stats in built.splits.items()},
-        "train_seconds": round(train_s, 1),
+        "split_images": splits,
+        "train_seconds": None if reuse else round(train_s, 1),
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "stopped": str(result.stopped),
@@ -132,6 +175,9 @@ def run_variant(name: str, config: InspectConfig, imported: ImportResult, work: 
         "test": test("best"),
         "test_latest": test("latest"),  # the last epoch, for comparison with the selection rule's choice
     }
+    for count in (c for c in poses if c > 1):  # the same checkpoints asked in more poses (score.tta_poses)
+        summary[f"test_poses_{count}"] = test("best", count)
+        summary[f"test_latest_poses_{count}"] = test("latest", count)
     print(f"{name}: best {json.dumps(summary['test'])}; latest {json.dumps(summary['test_latest'])}", flush=True)
     return summary, dataset
 
@@ -139,20 +185,29 @@ def run_variant(name: str, config: InspectConfig, imported: ImportResult, work: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=SOURCE)
+    parser.add_argument("--with-hsst", action="store_true", help=f"add the HSST stain masks ({HSST.name}) to the same split")
     parser.add_argument("--minutes", type=float, default=6.0, help="train.max_minutes of every variant")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--update", action="store_true", help="keep the variants of --out that this run does not measure")
     parser.add_argument("--seed", type=int, default=None, help="another split seed (dataset.seed): a different held-out part")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the built datasets and trained runs here (else a temporary folder)")
+    parser.add_argument("--poses", default="1", help="comma-separated score.tta_poses to test the checkpoints with (of 1, 2, 4, 8)")
+    parser.add_argument("--reuse", action="store_true", help="test the runs kept in --keep again instead of training them")
     parser.add_argument("--base", default=None, help="base model (folder or shipped name) to start from; default: the recipe's")
     args = parser.parse_args()
     if not args.source.is_dir():
         sys.exit(f"{args.source}: no real fabric set here (it lives in ../shared/real_fabric beside the checkout)")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    poses = tuple(int(n) for n in args.poses.split(","))
+    if args.reuse and args.keep is None:
+        sys.exit("--reuse tests the runs kept in --keep DIR: name the folder")
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    imported = lowercased(import_dataset(args.source))
+    parts = [import_dataset(args.source)] + ([import_dataset(HSST, mask_class="stain")] if args.with_hsst else [])
+    sources = {image.image_path.name: part.root.name for part in parts for image in part.images}
+    imported = lowercased(combined(parts))
     base_path = Path(resolve_model_source(args.base or load_recipe(RECIPE).model.name)).resolve()  # the recipe's unless told
     base_sha = _sha256(base_path / "model.safetensors")
     base_override = {"model.name": str(base_path.resolve())}
@@ -161,28 +216,31 @@ def main() -> None:
     kept = json.loads(args.out.read_text()).get("variants", {}) if args.update and args.out.is_file() else {}
     results: dict[str, dict] = {name: entry for name, entry in kept.items() if name not in names}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         recipe = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes, **base_override})
         base_dataset = work / "base"
-        build_dataset(imported, base_dataset, recipe.dataset, recipe.augment)
+        if not (args.reuse and base_dataset.is_dir()):
+            build_dataset(imported, base_dataset, recipe.dataset, recipe.augment)
         base = held_out(evaluate_split(*load_trained(recipe.model.name, recipe.model.image_size), base_dataset, "test",
-                                       recipe.train.batch_size, recipe.train.max_new_tokens))  # fmt: skip
+                                       recipe.train.batch_size, recipe.train.max_new_tokens),
+                        sources, test_image_names(base_dataset))  # fmt: skip
         base["test_images"] = sorted(p.name for p in (base_dataset / "test").iterdir() if p.suffix.lower() in (".jpg", ".png"))
         print(f"base: {json.dumps(base)}", flush=True)
         scored = report = None
         for name in names:
             config = load_recipe(RECIPE, overrides={"train.max_minutes": args.minutes, **base_override, **VARIANTS[name]})
-            results[name], dataset = run_variant(name, config, imported, work)
+            results[name], dataset = run_variant(name, config, imported, work, sources, poses, args.reuse)
             results[name]["same_test_images_as_base"] = results[name].pop("test_images") == base["test_images"]
             if name == "recipe":  # the plant's workflow with the recipe's model: merge, score into a store, report
-                merged = merge_checkpoint(work / name / "train" / "best", work / "merged")
-                store = open_store(f"sqlite:///{work / 'results.db'}")
+                merged = merge_checkpoint(work / name / "train" / "best", Path(tmp) / "merged")
+                store = open_store(f"sqlite:///{Path(tmp) / 'results.db'}")
                 scored = score_images(sorted((dataset / "test").glob("*.jpg")), str(merged), store, config.score)
                 report = json.loads(class_summary(store, ReportFilter()).to_json(orient="records"))
     summary = {
         "benchmark": "real_fabric",
         "machine": machine_info(),
-        "source": str(args.source.relative_to(REPO.parent)) if args.source.is_relative_to(REPO.parent) else str(args.source),
+        "source": " + ".join(str(p.root.relative_to(REPO.parent)) if p.root.is_relative_to(REPO.parent) else str(p.root) for p in parts),
         "recipe": str(RECIPE.relative_to(REPO)),
         "base_model": {"path": str(base_path.relative_to(REPO)) if base_path.is_relative_to(REPO) else str(base_path), "sha256": base_sha},
         "max_minutes": args.minutes,
@@ -193,8 +251,15 @@ def main() -> None:
         "base_test": base,
         "variants": results,
         # operating defects (at or above the calibrated thresholds) and every detection stored down to the floor
-        "scored": {"images": scored.scored, "operating_defects": scored.detections, "stored_detections": scored.stored,
-                   "operating_thresholds": scored.thresholds, "per_class": scored.per_class} if scored else None,
+        "scored": {
+            "images": scored.scored,
+            "operating_defects": scored.detections,
+            "stored_detections": scored.stored,
+            "operating_thresholds": scored.thresholds,
+            "per_class": scored.per_class,
+        }
+        if scored
+        else None,
         "report_class_summary": report,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,8 @@ def evaluate(
     if not calibrate and Path(name).is_dir():
         load_calibration(name)  # a damaged calibration.json stops the run before the model does (calibrate=True replaces it)
     loaded, processor = load_trained(name, config.model.image_size, config.model.revision)
-    report = evaluate_split(loaded, processor, dataset, split, config.train.batch_size, config.train.max_new_tokens, plots)
+    report = evaluate_split(loaded, processor, dataset, split, config.train.batch_size, config.train.max_new_tokens, plots,
+                            config.score.tta_poses)  # what `score` would store with this recipe  # fmt: skip
     report.calibration = evaluation_calibration(loaded, processor, name, dataset, report, config, plots, fit=calibrate)
     return report
 

@@ -179,6 +179,10 @@ class ScoreSection(Section):
         "preallocated KV cache, finished rows leave the batch), the same tokens as generate in less time "
         "(benchmarks/scoring_throughput.py); generate = transformers' generate",
     )  # fmt: skip
+    tta_poses: Literal[1, 2, 4, 8] = Field(
+        1, description="ask the model in this many poses of every crop (flips, turns) and fuse the boxes: 1 = off; "
+        "finds more defects for one decoding pass per pose (inspect_core/inference/poses.py)",
+    )  # fmt: skip
     store_floor: float = Field(
         0.01, ge=0, le=1, description="lowest confidence stored (or the lowest operating threshold, if lower): "
         "reports and the app apply thresholds after the fact",

@@ -29,6 +29,7 @@ from inspect_core.data.florence_tasks import TASK_PROMPTS
 from inspect_core.data.importers.image_files import MAX_DECODE_PIXELS, read_image, shown_path
 from inspect_core.errors import BadInputError, UsageError
 from inspect_core.inference.detector import Answer, generate_answers
+from inspect_core.inference.poses import detect_in_poses
 from inspect_core.inference.scoring import TorchDetector
 from inspect_core.inference.thresholds import DetectionPolicy, OperatingThresholds, detection_policy, operating_thresholds
 from inspect_core.inference.tiling import place_detections, plan_tiles, window_crops
@@ -162,14 +163,24 @@ class Predictor:
         crops = window_crops(rgb, plan.windows, self.input_size)
         batch = self.settings.batch_size
         started = time.perf_counter()
-        answers: list[Answer] = []
-        with self._lock:
-            model, processor = self._detector.model, self._detector.processor
-            for start in range(0, len(crops), batch):
-                answers += generate_answers(model, processor, crops[start : start + batch], prompt, self.settings.max_new_tokens,
+        model, processor = self._detector.model, self._detector.processor
+
+        def answer(images: list[np.ndarray]) -> list[Answer]:
+            answers: list[Answer] = []
+            for start in range(0, len(images), batch):
+                answers += generate_answers(model, processor, images[start : start + batch], prompt, self.settings.max_new_tokens,
                                             self.settings.num_beams, decoder=self.settings.decoder)  # fmt: skip
+            return answers
+
+        with self._lock:
+            if task == "od":  # scoring's poses too (score.tta_poses): boxes only, so <OD> only
+                answers: list[Answer] = []
+                found = detect_in_poses(lambda images: [a.detections for a in answer(images)], crops, self.settings.tta_poses)
+            else:
+                answers = answer(crops)
+                found = [a.detections for a in answers]
         seconds = time.perf_counter() - started
-        placed = place_detections(plan, [a.detections for a in answers], self.input_size, self.settings.tile_merge_overlap)
+        placed = place_detections(plan, found, self.input_size, self.settings.tile_merge_overlap)
         kept: list[PredictedBox] = []
         for raw in placed:  # judged one by one to keep each box's raw score beside its calibrated one
             for judged, operating in policy.judge([raw])[0]:

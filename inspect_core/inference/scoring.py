@@ -34,6 +34,7 @@ from inspect_core.data.worker_lifetime import die_with_parent
 from inspect_core.inference.detector import Detection, detect
 from inspect_core.inference.onnx_backend import MANIFEST as ONNX_MANIFEST
 from inspect_core.inference.onnx_backend import OnnxFlorence
+from inspect_core.inference.poses import with_poses
 from inspect_core.inference.thresholds import detection_policy
 from inspect_core.inference.tiling import TilePlan, place_detections, plan_tiles, window_crops
 from inspect_core.model.calibration import load_calibration, model_vocabulary
@@ -212,6 +213,7 @@ def score_images(
     paths = [Path(p).resolve() for p in paths]
     model_dir = model if settings.backend == "onnx" else resolve_trained_source(model)
     detector = detector or load_detector(model_dir, settings.backend, settings.precision, image_size, settings.decoder)
+    detector = with_poses(detector, settings.tta_poses)
     version_id, version_name = register_model_dir(engine, model_dir, detector.input_size)
     policy = detection_policy(model_dir, settings)
     started = time.perf_counter()  # throughput counts scoring, not the one-off model load

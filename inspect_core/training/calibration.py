@@ -270,10 +270,12 @@ def calibrate_detections(detections: SplitDetections, settings: CalibrationSecti
 
 
 def calibrate_split(
-    model: nn.Module, processor: Florence2Processor, dataset_dir: Path, settings: CalibrationSection, batch_size: int, max_new_tokens: int
-) -> CalibrationResult:
-    """Run the model on ``settings.split`` of a built dataset and fit on what it found."""
-    return calibrate_detections(detect_split(model, processor, dataset_dir, settings.split, batch_size, max_new_tokens), settings)
+    model: nn.Module, processor: Florence2Processor, dataset_dir: Path, settings: CalibrationSection, batch_size: int, max_new_tokens: int,
+    poses: int = 1,
+) -> CalibrationResult:  # fmt: skip
+    """Run the model on ``settings.split`` of a built dataset (in scoring's ``poses``) and fit on what it found."""
+    found = detect_split(model, processor, dataset_dir, settings.split, batch_size, max_new_tokens, poses=poses)
+    return calibrate_detections(found, settings)
 
 
 def measure(calibration: Calibration, detections: SplitDetections, settings: CalibrationSection) -> dict[str, Any]:
@@ -337,7 +339,8 @@ def calibrate_run(config: InspectConfig, dataset_dir: Path, output_dir: Path) ->
                 summary["saved"].append(str(latest / CALIBRATION_FILE))
             break
         model, processor = load_trained(folder, config.model.image_size)
-        result = calibrate_split(model.to(device), processor, dataset_dir, settings, config.train.batch_size, config.train.max_new_tokens)
+        result = calibrate_split(model.to(device), processor, dataset_dir, settings, config.train.batch_size, config.train.max_new_tokens,
+                                 config.score.tta_poses)  # fmt: skip
         if result.calibration is None:
             summary.setdefault("skipped", result.skipped)
             continue
@@ -373,7 +376,8 @@ def evaluation_calibration(
         if report.od is not None and report.od.split == settings.split:
             result = calibrate_detections(report.od, settings)
         else:
-            result = calibrate_split(model, processor, dataset_dir, settings, config.train.batch_size, config.train.max_new_tokens)
+            result = calibrate_split(model, processor, dataset_dir, settings, config.train.batch_size, config.train.max_new_tokens,
+                                     config.score.tta_poses)  # fmt: skip
         if result.calibration is None:
             return {"fitted_on": settings.split, "skipped": result.skipped, "saved": None}
         calibration = result.calibration

@@ -24,6 +24,7 @@ from transformers import Florence2Processor
 
 from inspect_core.data.annotations import DefectObject
 from inspect_core.inference.detector import Detection, detect
+from inspect_core.inference.poses import detect_in_poses
 from inspect_core.training.data import FlorenceTaskDataset
 from inspect_core.training.metrics import MapResult, box_iou, detection_map
 
@@ -148,9 +149,13 @@ def _by_task(data: FlorenceTaskDataset) -> dict[str, list[int]]:
 @torch.inference_mode()
 def detect_split(
     model: nn.Module, processor: Florence2Processor, dataset_dir: Path, split: str, batch_size: int = 8, max_new_tokens: int = 128,
-    data: FlorenceTaskDataset | None = None,
+    data: FlorenceTaskDataset | None = None, poses: int = 1,
 ) -> SplitDetections:  # fmt: skip
-    """Run ``<OD>`` on every OD record of ``split``, in batches; the classes are the built dataset's vocabulary."""
+    """Run ``<OD>`` on every OD record of ``split``, in batches; the classes are the built dataset's vocabulary.
+
+    ``poses`` is scoring's ``score.tta_poses``: each image asked in that many poses, the boxes fused
+    (:mod:`inspect_core.inference.poses`), so evaluation and calibration see what scoring will store.
+    """
     model.eval()
     data = data if data is not None else FlorenceTaskDataset(dataset_dir, split)
     classes = json.loads((Path(dataset_dir) / "dataset.json").read_text())["classes"]
@@ -159,7 +164,9 @@ def detect_split(
     predictions: list[list[Detection]] = []
     for start in range(0, len(od), batch_size):
         chunk = od[start : start + batch_size]
-        predictions.extend(detect(model, processor, [data[i][0] for i in chunk], "<OD>", max_new_tokens=max_new_tokens))
+        images = [data[i][0] for i in chunk]
+        predictions.extend(detect_in_poses(lambda posed: detect(model, processor, posed, "<OD>", max_new_tokens=max_new_tokens),
+                                           images, poses))  # fmt: skip
         truth.extend(tuple(data.annotation(i).objects) for i in chunk)
     return SplitDetections(split, list(classes), truth, predictions)
 
@@ -172,14 +179,15 @@ def evaluate_split(
     batch_size: int = 8,
     max_new_tokens: int = 128,
     plots_dir: Path | None = None,
+    poses: int = 1,
 ) -> EvaluationReport:
-    """Score ``split``: OD detection metrics and text metrics for the other tasks present."""
+    """Score ``split``: OD detection metrics (``<OD>`` asked in ``poses`` poses) and text metrics for the other tasks present."""
     model.eval()
     data = FlorenceTaskDataset(dataset_dir, split)
     by_task = _by_task(data)
     report = EvaluationReport(split=split, images=len(by_task.get("od", [])), detection=None)
     if by_task.get("od"):
-        report.od = detect_split(model, processor, dataset_dir, split, batch_size, max_new_tokens, data)
+        report.od = detect_split(model, processor, dataset_dir, split, batch_size, max_new_tokens, data, poses)
         truth, predictions, classes = report.od.truth, report.od.predictions, report.od.classes
         if any(truth):
             report.detection = detection_map(truth, predictions, classes)

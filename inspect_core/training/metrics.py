@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from inspect_core.data.annotations import DefectObject
+from inspect_core.data.annotations import DefectObject, box_iou
 from inspect_core.inference.detector import Detection
 
 
@@ -84,15 +84,6 @@ def detection_map(
         per_class=per_class,
         pr_curves=pr_curves,
     )
-
-
-def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 for empty ones."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def agnostic_recall(
