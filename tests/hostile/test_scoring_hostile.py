@@ -192,6 +192,22 @@ def test_tiling_an_extreme_image_is_capped(
     assert json.loads(out)["scored"] == 1 and stored_counts(db)["scores"] == 1
 
 
+@pytest.mark.hostile_input
+def test_poses_of_a_capped_strip_stay_capped_and_a_pose_count_that_does_not_exist_is_a_usage_error(
+    tmp_path: Path, detector: BrightBlobDetector, capsys: pytest.CaptureFixture[str]
+) -> None:  # fmt: skip
+    from inspect_core.inference.tiling import MAX_TILES_PER_IMAGE
+
+    frames, db = tmp_path / "frames", tmp_path / "results.db"
+    write_image(frames / "strip.png", 8000, 16, seed=1)
+    code, out, err = run_cli([*score_args(frames, db), "--tile", "--set", "score.tta_poses=8", "--json"], capsys)
+    assert code == 0, err
+    assert 8 <= sum(detector.calls) <= 8 * MAX_TILES_PER_IMAGE  # the tile cap holds; each tile is asked 8 times
+    assert sum(detector.calls) % 8 == 0 and json.loads(out)["scored"] == 1
+    code, _out, err = run_cli([*score_args(frames, db), "--set", "score.tta_poses=3"], capsys)
+    assert code == 2 and "score.tta_poses" in err and "1, 2, 4 or 8" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. quarantine grows no row per rerun
 
