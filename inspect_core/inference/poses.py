@@ -83,13 +83,17 @@ def fuse(found: Sequence[Sequence[Detection]], iou: float = FUSE_IOU) -> list[De
     return sorted(out, key=lambda d: -d.score)
 
 
+def _checked(count: int) -> int:
+    if count not in POSE_COUNTS:
+        raise ValueError(f"score.tta_poses must be one of {', '.join(map(str, POSE_COUNTS))}, not {count}")
+    return count
+
+
 def detect_in_poses(
     detect: Callable[[list[np.ndarray]], list[list[Detection]]], images: Sequence[np.ndarray], count: int
 ) -> list[list[Detection]]:  # fmt: skip
     """``detect`` (images in, detections in their pixels out) asked in ``count`` poses of every image, fused per image."""
-    if count not in POSE_COUNTS:
-        raise ValueError(f"tta_poses must be one of {', '.join(map(str, POSE_COUNTS))}, not {count}")
-    if count == 1:
+    if _checked(count) == 1:
         return detect(list(images))
     poses = POSES[:count]
     answers = detect([posed(image, pose) for image in images for pose in poses])
@@ -106,9 +110,7 @@ class PosedDetector:
     """A scoring backend (``Detector``) asked in ``count`` poses of every crop, its answers fused; torch and ONNX alike."""
 
     def __init__(self, inner, count: int) -> None:
-        if count not in POSE_COUNTS:
-            raise ValueError(f"score.tta_poses must be one of {', '.join(map(str, POSE_COUNTS))}, not {count}")
-        self.inner, self.count = inner, count
+        self.inner, self.count = inner, _checked(count)
         self.input_size = inner.input_size
 
     def __call__(self, crops: Sequence[np.ndarray], max_new_tokens: int, num_beams: int) -> list[list[Detection]]:

@@ -97,10 +97,27 @@ def test_poses_find_what_one_pose_misses_and_place_it_right() -> None:
         seen_in = sum(1 for pose in POSES[:count] if detector([posed(crop, pose)], 8, 1)[0])
         assert found[0].score == pytest.approx(0.8 * seen_in / count)  # mean confidence times the share of poses
     assert with_poses(detector, 1) is detector
-    with pytest.raises(ValueError, match="tta_poses must be one of 1, 2, 4, 8"):
+    with pytest.raises(ValueError, match="score.tta_poses must be one of 1, 2, 4, 8"):
         detect_in_poses(lambda images: [[] for _ in images], [crop], 3)
     with pytest.raises(ValidationError):
         ScoreSection(tta_poses=3)
+
+
+def test_predict_asks_in_the_recipes_poses(random_tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``predict`` and the app's Try page (one Predictor) read ``score.tta_poses`` as scoring does: the right-half defect appears."""
+    from inspect_core.inference import predict
+    from inspect_core.inference.detector import Answer
+
+    eye = LeftEyeDetector()
+    monkeypatch.setattr(predict, "generate_answers", lambda _m, _p, images, *_a, **_k: [Answer(d, "") for d in eye(images, 8, 1)])
+    frame = np.full((128, 128, 3), 90, np.uint8)
+    frame[20:40, 90:120] = 255
+    settings = {"default_threshold": 0.1, "num_workers": 0}
+    (plain,) = predict.load_predictor(str(random_tiny_dir), "fp32", 128, ScoreSection(**settings)).predict([frame])
+    (posed_,) = predict.load_predictor(str(random_tiny_dir), "fp32", 128, ScoreSection(**settings, tta_poses=4)).predict([frame])
+    assert plain.detections == []
+    (box,) = posed_.detections
+    assert box_iou(box.box, (90, 20, 120, 40)) > 0.9 and box.raw_score == pytest.approx(0.8 * 2 / 4)  # 2 of the 4 poses see it
 
 
 def test_score_command_with_poses_stores_the_defect_a_single_pose_misses(
