@@ -96,7 +96,9 @@ def detect_in_poses(
     if _checked(count) == 1:
         return detect(list(images))
     poses = POSES[:count]
-    answers = detect([posed(image, pose) for image in images for pose in poses])
+    every = [posed(image, pose) for image in images for pose in poses]
+    # in the caller's batch size: 8 poses of a batch of 8 is 64 images, too many at once for a large model's memory
+    answers = [found for start in range(0, len(every), len(images)) for found in detect(every[start : start + len(images)])]
     fused = []
     for index, image in enumerate(images):
         height, width = image.shape[:2]

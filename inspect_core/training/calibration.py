@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspect_core.config import CalibrationSection, InspectConfig
+from inspect_core.data.annotations import box_iou
 from inspect_core.data.importers.florence_jsonl import ANNOTATIONS_FILE
 from inspect_core.model.calibration import CALIBRATION_FILE, Calibration, Curve, load_calibration
 from inspect_core.training.checkpoints import BEST, LATEST, write_text_atomic
 from inspect_core.training.evaluation import SplitDetections, detect_split
-from inspect_core.training.metrics import box_iou
 
 if TYPE_CHECKING:
     from torch import nn

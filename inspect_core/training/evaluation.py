@@ -22,11 +22,11 @@ from rapidfuzz.distance import Levenshtein
 from torch import nn
 from transformers import Florence2Processor
 
-from inspect_core.data.annotations import DefectObject
+from inspect_core.data.annotations import DefectObject, box_iou
 from inspect_core.inference.detector import Detection, detect
 from inspect_core.inference.poses import detect_in_poses
 from inspect_core.training.data import FlorenceTaskDataset
-from inspect_core.training.metrics import MapResult, box_iou, detection_map
+from inspect_core.training.metrics import MapResult, detection_map
 
 _LOC = re.compile(r"<loc_\d+>")
 MATCH_IOU = 0.5

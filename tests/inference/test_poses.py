@@ -96,6 +96,9 @@ def test_poses_find_what_one_pose_misses_and_place_it_right() -> None:
         assert len(found) == 1 and found[0].box == (90, 20, 120, 40)
         seen_in = sum(1 for pose in POSES[:count] if detector([posed(crop, pose)], 8, 1)[0])
         assert found[0].score == pytest.approx(0.8 * seen_in / count)  # mean confidence times the share of poses
+    batches: list[int] = []
+    detect_in_poses(lambda images: batches.append(len(images)) or [[] for _ in images], [crop] * 3, 8)
+    assert batches == [3] * 8  # the caller's batch size, not 24 crops at once
     assert with_poses(detector, 1) is detector
     with pytest.raises(ValueError, match="score.tta_poses must be one of 1, 2, 4, 8"):
         detect_in_poses(lambda images: [[] for _ in images], [crop], 3)
