@@ -5,6 +5,9 @@ Each public function is one transaction under the store's retry policy (``engine
 Exactly-once scoring: an image's detections and its ``image_scores`` row (unique per image and model
 version) are written in one transaction. A scorer killed mid-batch loses only that uncommitted batch;
 started again it skips what is already scored, so every image ends up scored exactly once.
+Two scorers given the same images at once (two workers on one Prefect pool) both find them unscored;
+the ``image_scores`` insert is the claim (ON CONFLICT DO NOTHING), and only the scorer whose insert
+took an image's row writes its detections, so the race ends in one row per image, not an IntegrityError.
 
 Line follows image: the capture time and source copied into ``image_scores``, ``detections`` and the
 day counts are read from the image's registered row in that same transaction, never taken from the
@@ -158,7 +161,7 @@ def register_images(connection: sa.Connection, images: Sequence[ScoredImage]) ->
     rows = [
         {"sha256": i.sha256, "path": i.path, "width": i.width, "height": i.height, "captured_at": i.captured_at,
          "source_id": i.source_id, "registered_at": now}
-        for i in images
+        for i in sorted(images, key=lambda image: image.sha256)  # key order: concurrent registrations cannot deadlock
     ]  # fmt: skip
     if rows:
         connection.execute(_insert_ignoring_duplicates(connection.dialect.name, table), rows)
@@ -206,19 +209,24 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
             )
             unique = {i.sha256: i for i in images}.values()
             again = [i for i in unique if rescore and scored_by.get(registered[i.sha256].id, run_id) != run_id]
-            fresh = [i for i in unique if registered[i.sha256].id not in scored_by]
+            fresh = sorted((i for i in unique if registered[i.sha256].id not in scored_by), key=lambda i: registered[i.sha256].id)
             if not fresh and not again:
                 return 0
             now = utc_now()
             if again:
                 supersede(connection, run_id, model_version_id, {registered[i.sha256].id: i for i in again}, now)
             if fresh:
-                connection.execute(
-                    scores.insert(),
+                # The score row is the claim: another scorer of the same images (a second worker on the pool) may
+                # have inserted it since the read above. On PostgreSQL this insert waits for that scorer's commit,
+                # then skips its rows; only the images this transaction claimed get their detections written.
+                claim = _insert_ignoring_duplicates(connection.dialect.name, scores).returning(scores.c.image_id)
+                claimed = set(connection.execute(
+                    claim,
                     [{"image_id": registered[i.sha256].id, "model_version_id": model_version_id, "run_id": run_id, "scored_at": now,
                       "detections": len(i.detections), "defects": sum(d.operating for d in i.detections),
                       "captured_at": registered[i.sha256].captured_at, "source_id": registered[i.sha256].source_id} for i in fresh],
-                )  # fmt: skip
+                ).scalars())  # fmt: skip
+                fresh = [i for i in fresh if registered[i.sha256].id in claimed]
             rows = [detection_row(run_id, model_version_id, registered[i.sha256], i, d) for i in (*fresh, *again) for d in i.detections]
             if rows:
                 insert_detections(connection, rows)
