@@ -214,6 +214,15 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
                 return 0
             now = utc_now()
             if again:
+                # Lock the score rows first (in key order): a second rescoring of the same images waits for this
+                # one's commit, then supersedes what it stored, instead of both moving the same rows to history.
+                locked = sorted(registered[i.sha256].id for i in again)
+                connection.execute(
+                    sa.select(scores.c.id)
+                    .where(scores.c.model_version_id == model_version_id, scores.c.image_id.in_(locked))
+                    .order_by(scores.c.image_id)
+                    .with_for_update()
+                )
                 supersede(connection, run_id, model_version_id, {registered[i.sha256].id: i for i in again}, now)
             if fresh:
                 # The score row is the claim: another scorer of the same images (a second worker on the pool) may

@@ -77,3 +77,57 @@ def test_two_scorers_of_the_same_images_at_once_store_each_image_once(
         day_total = connection.execute(sa.text("select sum(n) from detection_day_counts")).scalar_one()
     assert len(per_image) == 6 and set(per_image.values()) == {1}
     assert detections == day_total == sum(i % 3 for i in range(1, 7))  # each image's detections once
+
+
+@pytest.mark.injected_fault
+def test_two_rescorings_of_the_same_images_at_once_keep_one_current_scoring(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``score --rescore`` started twice over the same images: the later one supersedes the earlier, nothing doubles.
+
+    Without a lock both moved the first scoring's detections to history (same ids: an IntegrityError), or
+    the second left the first's new detections beside its own (the image's defects counted twice).
+    """
+    engine = open_store(postgres_url)
+    source = ensure_source(engine, "cam-1", "line-A")
+    model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
+    batch = [scored(i, source, detections=2) for i in (1, 2, 3)]
+    assert write_scored_batch(engine, start_run(engine, model.id, "cfg", 3), model.id, batch) == 3
+    meet = threading.Barrier(2, timeout=30)
+    register, insert = writes.register_images, writes.insert_detections
+
+    def registering(*args, **kwargs):
+        found = register(*args, **kwargs)
+        meet.wait()
+        return found
+
+    def slow_insert(*args, **kwargs):
+        insert(*args, **kwargs)
+        time.sleep(2)
+
+    monkeypatch.setattr(writes, "register_images", registering)
+    monkeypatch.setattr(writes, "insert_detections", slow_insert)
+    written: dict[int, int | BaseException] = {}
+    runs = [start_run(engine, model.id, "cfg", 3) for _ in range(2)]
+
+    def rescore(run: int, detections: int) -> None:
+        try:
+            written[run] = write_scored_batch(engine, run, model.id, [scored(i, source, detections) for i in (1, 2, 3)], rescore=True)
+        except BaseException as error:  # reported by the assertion below
+            written[run] = error
+
+    threads = [threading.Thread(target=rescore, args=(run, n)) for run, n in zip(runs, (1, 3))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert written == {runs[0]: 3, runs[1]: 3}, written
+    with engine.connect() as connection:
+        current = connection.execute(sa.text("select run_id, count(*), sum(detections) from image_scores group by run_id")).all()
+        by_run = dict(connection.execute(sa.text("select run_id, count(*) from detections group by run_id")).all())
+        history = connection.execute(sa.text("select count(*) from superseded_detections")).scalar_one()
+        day_total = connection.execute(sa.text("select sum(n) from detection_day_counts")).scalar_one()
+    ((last_run, images, stored),) = current
+    assert images == 3 and by_run == {last_run: stored} and stored in (3, 9)  # one run's detections, the later one's
+    assert history == 6 + (12 - stored)  # the first scoring (6), then the earlier rescoring (3 + 9 - stored)
+    assert day_total == stored
