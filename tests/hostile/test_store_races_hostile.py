@@ -27,6 +27,25 @@ from inspect_core.store import (
 from tests.store.test_results_store import model_dir, scored
 
 
+def force_the_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writers meet after registering their images, then each holds its transaction 2 s after its
+    detections: the second reads the store before the first commits, whichever thread runs first."""
+    meet = threading.Barrier(2, timeout=30)
+    register, insert = writes.register_images, writes.insert_detections
+
+    def registering(*args, **kwargs):
+        found = register(*args, **kwargs)
+        meet.wait()
+        return found
+
+    def slow_insert(*args, **kwargs):
+        insert(*args, **kwargs)
+        time.sleep(2)
+
+    monkeypatch.setattr(writes, "register_images", registering)
+    monkeypatch.setattr(writes, "insert_detections", slow_insert)
+
+
 @pytest.mark.injected_fault
 def test_two_scorers_of_the_same_images_at_once_store_each_image_once(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -42,20 +61,7 @@ def test_two_scorers_of_the_same_images_at_once_store_each_image_once(
     model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
     first, second = [scored(i, source, detections=i % 3) for i in (1, 2, 3, 4)], [scored(i, source, detections=i % 3) for i in (6, 5, 4, 3)]
     register_frames(engine, first + second)  # registered by the ingest, as the flow's images are
-    meet = threading.Barrier(2, timeout=30)
-    register, insert = writes.register_images, writes.insert_detections
-
-    def registering(*args, **kwargs):
-        found = register(*args, **kwargs)
-        meet.wait()
-        return found
-
-    def slow_insert(*args, **kwargs):
-        insert(*args, **kwargs)
-        time.sleep(2)
-
-    monkeypatch.setattr(writes, "register_images", registering)
-    monkeypatch.setattr(writes, "insert_detections", slow_insert)
+    force_the_race(monkeypatch)
     written: dict[str, int | BaseException] = {}
 
     def score(name: str, batch: list[ScoredImage]) -> None:
@@ -93,20 +99,7 @@ def test_two_rescorings_of_the_same_images_at_once_keep_one_current_scoring(
     model = register_model(engine, model_dir(tmp_path, "m", "a"), base_model="tiny")
     batch = [scored(i, source, detections=2) for i in (1, 2, 3)]
     assert write_scored_batch(engine, start_run(engine, model.id, "cfg", 3), model.id, batch) == 3
-    meet = threading.Barrier(2, timeout=30)
-    register, insert = writes.register_images, writes.insert_detections
-
-    def registering(*args, **kwargs):
-        found = register(*args, **kwargs)
-        meet.wait()
-        return found
-
-    def slow_insert(*args, **kwargs):
-        insert(*args, **kwargs)
-        time.sleep(2)
-
-    monkeypatch.setattr(writes, "register_images", registering)
-    monkeypatch.setattr(writes, "insert_detections", slow_insert)
+    force_the_race(monkeypatch)
     written: dict[int, int | BaseException] = {}
     runs = [start_run(engine, model.id, "cfg", 3) for _ in range(2)]
 
