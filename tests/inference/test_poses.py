@@ -2,7 +2,7 @@
 
 Oracles: a box drawn into an image is found again, by pixel search, in every pose, and mapped back
 exactly; a detector that only sees the left half of a crop misses a defect on the right without
-poses and finds it, at the drawn place, with them, through the CLI's ``score`` and the store.
+poses and finds it, at the drawn place, with them, through the CLI's ``score`` and the store, and ``evaluate`` measures it.
 """
 
 from __future__ import annotations
@@ -157,3 +157,42 @@ def test_score_command_with_poses_stores_the_defect_a_single_pose_misses(
         (box,) = with_two[name]
         assert box_iou(box[:4], truth) > 0.9, (name, box)
         assert box[4] == pytest.approx(0.4, abs=0.01)  # one pose of two saw each
+
+
+def test_evaluate_command_measures_in_the_recipes_poses(tmp_path: Path, random_tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the CLI: ``evaluate --set score.tta_poses=2`` measures what ``score`` would store with that recipe.
+
+    Every image holds one defect in each half; the left-eyed model finds half of them in one pose
+    (AP50 0.5: all it says is right, half is missing) and all of them in two (AP50 1.0).
+    """
+    from inspect_core.config import AugmentSection, DatasetSection, SplitRatios
+    from inspect_core.data.dataset_builder import build_dataset
+    from inspect_core.data.importers import import_dataset
+    from inspect_core.training import evaluation
+
+    source = tmp_path / "yolo"
+    for index in range(10):
+        left, right = (16 + index, 30, 56 + index, 70), (170, 120 + index, 230, 160 + index)
+        blob_frame(source / "images" / f"frame{index}.png", left)
+        image = cv2.imread(str(source / "images" / f"frame{index}.png"))
+        image[right[1] : right[3], right[0] : right[2]] = 255
+        cv2.imwrite(str(source / "images" / f"frame{index}.png"), image)
+        lines = [f"0 {(b[0] + b[2]) / 512} {(b[1] + b[3]) / 512} {(b[2] - b[0]) / 256} {(b[3] - b[1]) / 256}" for b in (left, right)]
+        (source / "labels").mkdir(exist_ok=True)
+        (source / "labels" / f"frame{index}.txt").write_text("\n".join(lines) + "\n")
+    (source / "data.yaml").write_text("nc: 1\nnames: [hole]\n")
+    built = tmp_path / "built"
+    build_dataset(import_dataset(source), built, DatasetSection(splits=SplitRatios(train=0.6, valid=0.2, test=0.2)), AugmentSection())
+    eye = LeftEyeDetector()
+    monkeypatch.setattr(evaluation, "detect", lambda _model, _processor, images, _task, **_kwargs: eye(images, 8, 1))
+
+    def ap50(poses: int) -> float:
+        args = ["evaluate", "--model", str(random_tiny_dir), "--dataset", str(built), "--split", "test", "--json"]
+        result = CliRunner().invoke(app, [*args, "--set", f"score.tta_poses={poses}"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["images"] == 2
+        return report["detection"]["per_class"]["hole"]["ap50"]
+
+    assert ap50(1) == pytest.approx(0.5, abs=0.02)
+    assert ap50(2) == pytest.approx(1.0)
