@@ -51,7 +51,7 @@ from inspect_core.store import (
     quarantine,
     register_model,
     start_run,
-    write_scored_batch,
+    store_scored_batch,
 )
 
 
@@ -248,11 +248,20 @@ def score_images(
                 mine, found = found[: len(frame.plan.windows)], found[len(frame.plan.windows) :]
                 kept, outside = policy.judge(place_detections(frame.plan, mine, detector.input_size, settings.tile_merge_overlap))
                 dropped.update(outside)
-                per_class.update(d.label for d, operating in kept if operating)
                 stored = [StoredDetection(d.label, d.score, d.box, operating=operating) for d, operating in kept]
                 scored.append(ScoredImage(frame.sha256, frame.path, frame.width, frame.height, frame.captured_at, source_id, stored))
-            write_scored_batch(engine, run_id, version_id, scored, rescore=rescore)
-            counts.update(quarantined=len(frames) - len(good), skipped=len(good) - len(todo))
+            written = store_scored_batch(engine, run_id, version_id, scored, rescore=rescore)
+            per_class.update(
+                d.class_name
+                for sha, image in {i.sha256: i for i in scored}.items()
+                if sha in written
+                for d in image.detections
+                if d.operating
+            )
+            lost = len(todo) - len(written)  # taken meanwhile by another scorer of the same images (or a copy in this batch)
+            if lost:
+                add_skipped(engine, run_id, lost)
+            counts.update(quarantined=len(frames) - len(good), skipped=len(good) - len(todo) + lost)
             if progress:
                 progress(len(frames))
     except BaseException as error:

@@ -49,6 +49,7 @@ from inspect_core.store.writes import (
     quarantine_once,
     register_frames,
     register_model,
+    store_scored_batch,
     weights_fingerprint,
     write_scored_batch,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "register_frames",
     "register_model",
     "start_run",
+    "store_scored_batch",
     "top_image_boxes",
     "unscored_images",
     "weights_fingerprint",

@@ -105,7 +105,8 @@ def register_model(
 
     def run() -> ModelVersion:
         with Session(engine, expire_on_commit=False) as session:
-            existing = session.exec(select(ModelVersion).where(ModelVersion.weights_sha256 == fingerprint)).first()
+            known = select(ModelVersion).where(ModelVersion.weights_sha256 == fingerprint).order_by(ModelVersion.id)
+            existing = session.exec(known).first()
             if existing is not None:
                 return existing
             version = ModelVersion(
@@ -113,7 +114,16 @@ def register_model(
                 weights_sha256=fingerprint, metrics=metrics or {},
             )  # fmt: skip
             session.add(version)
-            session.commit()
+            try:
+                session.commit()
+            except sa.exc.IntegrityError:
+                # Scorers started together on a new model (flow runs on a pool) race to register it: the one
+                # whose insert lost reads the winner's row instead of failing.
+                session.rollback()
+                existing = session.exec(known).first()
+                if existing is None:
+                    raise  # the name is taken by other weights: a real conflict
+                return existing
             return version
 
     return with_retries(run, f"registering model {model_dir}")
@@ -185,16 +195,23 @@ def register_frames(engine: Engine, frames: Sequence[ScoredImage]) -> dict[str, 
 
 
 def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage], rescore: bool = False) -> int:
+    """Store one batch (``store_scored_batch``); the number of images (newly or re-) scored."""
+    return len(store_scored_batch(engine, run_id, model_version_id, images, rescore))
+
+
+def store_scored_batch(
+    engine: Engine, run_id: int, model_version_id: int, images: Sequence[ScoredImage], rescore: bool = False
+) -> set[str]:
     """Store one batch in one transaction; images this model already scored are left as they were, unless ``rescore``.
 
     With ``rescore`` (``score --rescore``), an image this model version scored in another run is scored
     again: that run's detections move to ``superseded_detections`` (``inspect_core.store.history``) and the
     image's score row points to this run. Capture time and source are copied from each image's registered
-    row (registered here if new). Returns the number of images (newly or re-) scored. Retried as a whole
-    if the database is down or locked.
+    row (registered here if new). Returns the sha256 of the images this call (newly or re-) scored: an
+    image another scorer took meanwhile is not among them. Retried as a whole if the database is down or locked.
     """
 
-    def run() -> int:
+    def run() -> set[str]:
         with engine.begin() as connection:
             heartbeat(connection, run_id)
             registered = register_images(connection, images)
@@ -211,7 +228,7 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
             again = [i for i in unique if rescore and scored_by.get(registered[i.sha256].id, run_id) != run_id]
             fresh = sorted((i for i in unique if registered[i.sha256].id not in scored_by), key=lambda i: registered[i.sha256].id)
             if not fresh and not again:
-                return 0
+                return set()
             now = utc_now()
             if again:
                 # Lock the score rows first (in key order): a second rescoring of the same images waits for this
@@ -239,7 +256,7 @@ def write_scored_batch(engine: Engine, run_id: int, model_version_id: int, image
             rows = [detection_row(run_id, model_version_id, registered[i.sha256], i, d) for i in (*fresh, *again) for d in i.detections]
             if rows:
                 insert_detections(connection, rows)
-            return len(fresh) + len(again)
+            return {i.sha256 for i in (*fresh, *again)}
 
     return with_retries(run, f"writing a batch of run {run_id}")
 

@@ -1,4 +1,5 @@
-"""Hostile cases of scorers racing on one results store: two workers of one Prefect pool handed the same images.
+"""Hostile cases of scorers racing on one results store: two workers of one Prefect pool handed the same images,
+registering the same new model, or rescoring the same images.
 
 The flow's claim on an image is its ``image_scores`` row (unique per image and model version); the race is
 forced with a barrier, and the store is then counted with plain SQL: one score row per image, each image's
@@ -124,3 +125,92 @@ def test_two_rescorings_of_the_same_images_at_once_keep_one_current_scoring(
     assert images == 3 and by_run == {last_run: stored} and stored in (3, 9)  # one run's detections, the later one's
     assert history == 6 + (12 - stored)  # the first scoring (6), then the earlier rescoring (3 + 9 - stored)
     assert day_total == stored
+
+
+@pytest.mark.injected_fault
+def test_two_score_runs_racing_for_the_same_frames_report_what_each_stored(
+    postgres_url: str, tmp_path: Path, random_tiny_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What each score run reports (scored, skipped, defects per class) adds up to what the store holds.
+
+    Two runs (``pipeline.score``, what the CLI and every flow shard call) over the same four frames,
+    forced to race: the images one run lost count as skipped in its summary, not as scored, and their
+    defects are not in its per-class counts; the store, counted with plain SQL, holds each image once.
+    """
+    from inspect_core import pipeline
+    from inspect_core.config import InspectConfig
+    from inspect_core.inference import scoring
+    from tests.inference.test_poses import LeftEyeDetector, blob_frame
+
+    frames = [tmp_path / "frames" / f"f{i}.png" for i in range(4)]
+    for index, frame in enumerate(frames):
+        blob_frame(frame, (20 + 10 * index, 30, 60 + 10 * index, 70))  # each frame: one defect the model finds
+    monkeypatch.setattr(scoring, "load_detector", lambda *_args, **_kwargs: LeftEyeDetector())
+    config = InspectConfig(store={"url": postgres_url}, score={"num_workers": 0, "default_threshold": 0.3})
+    from inspect_core.ingest.folder import FolderWatcher
+
+    registered = FolderWatcher(tmp_path / "frames", open_store(postgres_url), "cam-1", "L1", settle_seconds=0).poll_once().registered
+    assert len(registered) == 4  # ingested first, as the flow's frames are
+    force_the_race(monkeypatch)
+    summaries: dict[str, object] = {}
+
+    def score(name: str) -> None:
+        try:
+            summaries[name] = pipeline.score(config, frames, model=str(random_tiny_dir))
+        except BaseException as error:  # reported by the assertion below
+            summaries[name] = error
+
+    threads = [threading.Thread(target=score, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    a, b = summaries["a"], summaries["b"]
+    assert not isinstance(a, BaseException) and not isinstance(b, BaseException), summaries
+    assert a.scored + b.scored == 4 and a.skipped + b.skipped == 4, (a, b)
+    assert a.per_class.get("hole", 0) + b.per_class.get("hole", 0) == 4  # one defect per frame, counted by the run that stored it
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as connection:
+        per_image = connection.execute(sa.text("select count(*), count(distinct image_id) from image_scores")).one()
+        runs = dict(connection.execute(sa.text("select id, images_scored + images_skipped from scoring_runs where images_total = 4")).all())
+        defects = connection.execute(sa.text("select count(*) from detections where operating")).scalar_one()
+    engine.dispose()
+    assert tuple(per_image) == (4, 4) and defects == 4
+    assert sorted(runs.values()) == [4, 4]  # each run accounts for every frame it was given
+
+
+@pytest.mark.injected_fault
+def test_scorers_starting_together_on_a_new_model_register_it_once(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flow runs on a pool start together on a freshly promoted model: both find it unregistered, both insert.
+
+    Forced: each registration waits at a barrier between its lookup and its insert. The loser used to
+    fail with a UniqueViolation on the version's name; now both get the one registered version.
+    """
+    engine = open_store(postgres_url)
+    folder = model_dir(tmp_path, "champion", "weights")
+    meet = threading.Barrier(2, timeout=30)
+
+    class MeetingSession(writes.Session):
+        def add(self, instance: object, _warn: bool = True) -> None:
+            meet.wait()
+            super().add(instance, _warn)
+
+    monkeypatch.setattr(writes, "Session", MeetingSession)
+    versions: dict[str, object] = {}
+
+    def register(name: str) -> None:
+        try:
+            versions[name] = register_model(engine, folder, base_model="tiny").id
+        except BaseException as error:  # reported by the assertion below
+            versions[name] = error
+
+    threads = [threading.Thread(target=register, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert versions["a"] == versions["b"] and isinstance(versions["a"], int), versions
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select count(*) from model_versions")).scalar_one() == 1
