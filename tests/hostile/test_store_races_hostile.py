@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,24 @@ from inspect_core.store import (
     writes,
 )
 from tests.store.test_results_store import model_dir, scored
+
+
+def at_once(*calls: Callable[[], object], seconds: float = 120) -> list[object]:
+    """Run ``calls`` in threads at the same time; each one's result, or the exception it raised."""
+    results: list[object] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as error:  # returned to the test, which asserts on it
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds)
+    return results
 
 
 def force_the_race(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,19 +82,11 @@ def test_two_scorers_of_the_same_images_at_once_store_each_image_once(
     first, second = [scored(i, source, detections=i % 3) for i in (1, 2, 3, 4)], [scored(i, source, detections=i % 3) for i in (6, 5, 4, 3)]
     register_frames(engine, first + second)  # registered by the ingest, as the flow's images are
     force_the_race(monkeypatch)
-    written: dict[str, int | BaseException] = {}
 
-    def score(name: str, batch: list[ScoredImage]) -> None:
-        try:
-            written[name] = write_scored_batch(engine, start_run(engine, model.id, "cfg", len(batch)), model.id, batch)
-        except BaseException as error:  # reported by the assertion below
-            written[name] = error
+    def score(batch: list[ScoredImage]) -> Callable[[], int]:
+        return lambda: write_scored_batch(engine, start_run(engine, model.id, "cfg", len(batch)), model.id, batch)
 
-    threads = [threading.Thread(target=score, args=(name, batch)) for name, batch in (("a", first), ("b", second))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    written = dict(zip("ab", at_once(score(first), score(second))))
     assert all(isinstance(n, int) for n in written.values()), written
     assert sum(written.values()) == 6 and sorted(written.values()) in ([2, 4], [3, 3]), written  # the shared two went to one scorer
     with engine.connect() as connection:
@@ -101,20 +112,13 @@ def test_two_rescorings_of_the_same_images_at_once_keep_one_current_scoring(
     batch = [scored(i, source, detections=2) for i in (1, 2, 3)]
     assert write_scored_batch(engine, start_run(engine, model.id, "cfg", 3), model.id, batch) == 3
     force_the_race(monkeypatch)
-    written: dict[int, int | BaseException] = {}
     runs = [start_run(engine, model.id, "cfg", 3) for _ in range(2)]
 
-    def rescore(run: int, detections: int) -> None:
-        try:
-            written[run] = write_scored_batch(engine, run, model.id, [scored(i, source, detections) for i in (1, 2, 3)], rescore=True)
-        except BaseException as error:  # reported by the assertion below
-            written[run] = error
+    def rescore(run: int, detections: int) -> Callable[[], int]:
+        batch = [scored(i, source, detections) for i in (1, 2, 3)]
+        return lambda: write_scored_batch(engine, run, model.id, batch, rescore=True)
 
-    threads = [threading.Thread(target=rescore, args=(run, n)) for run, n in zip(runs, (1, 3))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    written = dict(zip(runs, at_once(rescore(runs[0], 1), rescore(runs[1], 3))))
     assert written == {runs[0]: 3, runs[1]: 3}, written
     with engine.connect() as connection:
         current = connection.execute(sa.text("select run_id, count(*), sum(detections) from image_scores group by run_id")).all()
@@ -152,21 +156,8 @@ def test_two_score_runs_racing_for_the_same_frames_report_what_each_stored(
     registered = FolderWatcher(tmp_path / "frames", open_store(postgres_url), "cam-1", "L1", settle_seconds=0).poll_once().registered
     assert len(registered) == 4  # ingested first, as the flow's frames are
     force_the_race(monkeypatch)
-    summaries: dict[str, object] = {}
-
-    def score(name: str) -> None:
-        try:
-            summaries[name] = pipeline.score(config, frames, model=str(random_tiny_dir))
-        except BaseException as error:  # reported by the assertion below
-            summaries[name] = error
-
-    threads = [threading.Thread(target=score, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    a, b = summaries["a"], summaries["b"]
-    assert not isinstance(a, BaseException) and not isinstance(b, BaseException), summaries
+    a, b = at_once(*[lambda: pipeline.score(config, frames, model=str(random_tiny_dir))] * 2)
+    assert not isinstance(a, BaseException) and not isinstance(b, BaseException), (a, b)
     assert a.scored + b.scored == 4 and a.skipped + b.skipped == 4, (a, b)
     assert a.per_class.get("hole", 0) + b.per_class.get("hole", 0) == 4  # one defect per frame, counted by the run that stored it
     engine = sa.create_engine(postgres_url)
@@ -198,19 +189,7 @@ def test_scorers_starting_together_on_a_new_model_register_it_once(
             super().add(instance, _warn)
 
     monkeypatch.setattr(writes, "Session", MeetingSession)
-    versions: dict[str, object] = {}
-
-    def register(name: str) -> None:
-        try:
-            versions[name] = register_model(engine, folder, base_model="tiny").id
-        except BaseException as error:  # reported by the assertion below
-            versions[name] = error
-
-    threads = [threading.Thread(target=register, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    versions = dict(zip("ab", at_once(*[lambda: register_model(engine, folder, base_model="tiny").id] * 2, seconds=60)))
     assert versions["a"] == versions["b"] and isinstance(versions["a"], int), versions
     with engine.connect() as connection:
         assert connection.execute(sa.text("select count(*) from model_versions")).scalar_one() == 1
