@@ -231,4 +231,3 @@ def test_postgresql_sessions_run_report_queries_without_jit(postgres_url: str) -
     engine = open_store(postgres_url)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SHOW jit")).scalar() == "off"
-
