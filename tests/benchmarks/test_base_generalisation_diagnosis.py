@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
 from inspect_core.data.annotations import DefectObject
 from inspect_core.inference.detector import Detection
 from inspect_core.training.evaluation import SplitDetections
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("base_generalisation")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def bench(import_benchmark):
+    return import_benchmark("base_generalisation")
 
 
 def _records() -> SplitDetections:

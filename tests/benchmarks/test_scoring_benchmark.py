@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        yield importlib.import_module("scoring_throughput")
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def bench(import_benchmark):
+    return import_benchmark("scoring_throughput")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -37,9 +29,9 @@ def test_unknown_section_is_a_usage_error(bench, capsys) -> None:
     assert exit_info.value.code == 2 and "unknown warp" in capsys.readouterr().err
 
 
-def test_the_gpu_path_runs_on_the_cpu(bench) -> None:
+def test_the_gpu_path_runs_on_the_cpu(import_benchmark) -> None:
     """``--device cuda``'s measurement, device-agnostic, on the CPU (the compiled static step: tests/inference/test_greedy.py)."""
-    roofline = importlib.import_module("roofline")
+    roofline = import_benchmark("roofline")
     report = roofline.device_throughput("cpu", archs=("tiny",), batches=(1, 2), tokens=4, size=256, compile_backend=None,
                                         dtype=torch.float32)  # fmt: skip
     assert report["device"] == "cpu"
