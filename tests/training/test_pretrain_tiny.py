@@ -36,6 +36,7 @@ def test_pretrain_command_saves_a_plain_florence2_with_metrics_and_a_card(tmp_pa
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "step 2 (" in result.stderr and "[hole=" in result.stderr  # per-class AP on each evaluation line
+    assert [line.split(" (")[0] for line in result.stderr.splitlines() if "/4 (" in line] == [f"step {n}/4" for n in (1, 2, 3, 4)]
     assert [entry["step"] for entry in summary["history"]] == [2, 4]
     metrics = json.loads((out / "pretrain_metrics.json").read_text())
     assert metrics["settings"]["eval_images"] == 3 and metrics["best"]["map50"] == summary["best_map50"]
