@@ -64,6 +64,28 @@ def test_boxes_match_the_pixels_that_changed(batch: list[SyntheticSample]) -> No
     assert statistics.median(iou for _label, iou in result.checked) >= 0.7
 
 
+def test_knots_reach_the_sizes_real_knots_have_and_come_as_tangles() -> None:
+    """Real knots (Roboflow photographs in ../shared/real_fabric) have boxes 0.09-0.32 of the image side;
+    lumps of 3-12 px at 512 alone stay under 0.05. Sizes are measured on the changed pixels, not the labels."""
+    sizes, tangled = [], 0
+    for index in range(150):
+        sample = generate_sample(SEED + 1, index, SIZE, style="randomised")
+        knots = [o for o in sample.objects if o.label == "knot"]
+        if not knots:
+            continue
+        clean = generate_sample(SEED + 1, index, SIZE, max_defects=0, style="randomised")
+        changed = np.abs(sample.image.astype(np.int16) - clean.image.astype(np.int16)).max(axis=2) >= LEVEL
+        for knot in knots:
+            x0, y0, x1, y1 = (int(v) for v in knot.box)
+            rows, cols = np.nonzero(changed[y0 : y1 + 1, x0 : x1 + 1])
+            if rows.size:
+                sizes.append(np.sqrt((np.ptp(rows) + 1) * (np.ptp(cols) + 1)) / SIZE)
+            tangled += "tangled" in knot.description
+    assert len(sizes) >= 25
+    assert max(sizes) >= 0.09 and sum(size >= 0.06 for size in sizes) >= len(sizes) // 5, sorted(sizes)
+    assert tangled >= len(sizes) // 4
+
+
 def _flat_margin(grey: np.ndarray, columns: slice) -> None:
     margin = grey[:, columns]
     assert margin.shape[1] > 0

@@ -12,8 +12,9 @@ label (see ``randomised``). Compared with the default painters:
 - ``broken_yarn``: thin (1-2.5 px at 512) or thick (2.5-7 px) lines along the warp, the weft or at
   any angle; missing yarns (a gap), raised thick yarns and loose wavy yarns with a shadow, frayed
   ends with a tuft.
-- ``knot``: lumps lit from any side, lighter, darker or in a foreign colour, and slubs (thick,
-  elongated places along a yarn).
+- ``knot``: single lumps, tangled clumps (several lumps heaped or strung along a yarn, with a fibrous
+  outline, up to about a fifth of the image as real knots are) and slubs (thick, elongated places along
+  a yarn); lit from any side, lighter, darker, in a foreign colour or the cloth's own.
 - ``wrinkle``: soft folds and sharp creases at any angle, lit from either side.
 """
 
@@ -216,41 +217,82 @@ def _paint_broken_yarn(rng: np.random.Generator, cloth: RandomCloth, cx: int, cy
     return _Patch(cx - half_w, cy - half_h, line, gain, offset, f"{size_word} {thickness} {detail}broken yarn{where}")
 
 
+def _knot_beads(rng: np.random.Generator, cloth: RandomCloth) -> tuple[str, list[tuple[float, float, float, float, float]]]:
+    """A knot's form and its lumps as (x, y, long radius, short radius, angle) about the knot's centre.
+
+    Real knots are tangles of yarn: one lump, a heap of several, or neps strung along a yarn. In the
+    Roboflow photographs (../shared/real_fabric) knot boxes are 0.09-0.32 of the image side (median
+    0.14); single lumps of 3-12 px at 512 are 0.01-0.05, so clumps reach further (up to about 0.2).
+    """
+    s = cloth.scale
+    form = str(rng.choice(["slub", "lump", "clump"], p=[0.3, 0.25, 0.45]))
+    if form == "slub":  # a thick place along one yarn
+        a, b = max(rng.uniform(6, 22) * s, 3.0), max(rng.uniform(1.5, 4.5) * s, 1.2)
+        return form, [(0.0, 0.0, a, b, cloth.angle + (np.pi / 2 if rng.random() < 0.5 else 0.0))]
+    if form == "lump":
+        a = max(rng.uniform(3, 12) * s, 1.5)
+        return form, [(0.0, 0.0, a, a * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi))]
+    count = int(rng.integers(2, 8))
+    radii = np.maximum(rng.uniform(3, 14, count) * s, 1.5)
+    if rng.random() < 0.5:  # heaped
+        centres = rng.normal(0, 0.8 * radii.mean(), (count, 2))
+    else:  # strung along a yarn
+        phi = cloth.angle + (np.pi / 2 if rng.random() < 0.5 else 0.0)
+        along = np.cumsum(radii * rng.uniform(0.8, 1.8, count))
+        along -= along.mean()
+        centres = np.stack([along * np.cos(phi), along * np.sin(phi)], 1) + rng.normal(0, 0.25 * radii.mean(), (count, 2))
+    return form, [(float(x), float(y), float(r), float(r * rng.uniform(0.7, 1.0)), rng.uniform(0, np.pi))
+                  for (x, y), r in zip(centres, radii)]  # fmt: skip
+
+
 def _paint_knot(rng: np.random.Generator, cloth: RandomCloth, cx: int, cy: int) -> _Patch:
     s = cloth.scale
-    slub = rng.random() < 0.35
-    if slub:  # a thick place along one yarn
-        a, b = max(rng.uniform(6, 22) * s, 3.0), max(rng.uniform(1.5, 4.5) * s, 1.2)
-        phi = cloth.angle + (np.pi / 2 if rng.random() < 0.5 else 0.0)
-    else:
-        a = max(rng.uniform(3, 12) * s, 1.5)
-        b, phi = a * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi)
-    half = int(np.ceil(a * 1.6 + 4 * s + 3))
+    form, beads = _knot_beads(rng, cloth)
+    reach = max(max(abs(x), abs(y)) + a for x, y, a, _, _ in beads)
+    half = int(np.ceil(reach * 1.3 + 4 * s + 3))
     yy, xx = _grid(half, half)
-    cos, sin = np.float32(np.cos(phi)), np.float32(np.sin(phi))
-    radial = np.hypot((xx * cos + yy * sin) / np.float32(a), (yy * cos - xx * sin) / np.float32(b))
-    height = np.float32(b) * np.sqrt(np.clip(1 - radial**2, 0, 1))
+    # A tangle's outline is fibrous, not a smooth ellipse: its radius wobbles around the centre.
+    rough = np.ones((2 * half + 1, 2 * half + 1), np.float32)
+    if form == "clump":
+        theta = np.arctan2(yy, xx)
+        for k in range(3, 9):
+            rough += np.float32(rng.uniform(0, 0.3) / k) * np.cos(k * theta + np.float32(rng.uniform(0, 2 * np.pi)))
+    height = np.zeros_like(rough)
+    lump = np.zeros_like(rough)
+    for x, y, a, b, phi in beads:
+        cos, sin = np.float32(np.cos(phi)), np.float32(np.sin(phi))
+        dx, dy = xx - np.float32(x), yy - np.float32(y)
+        radial = np.hypot((dx * cos + dy * sin) / np.float32(a), (dy * cos - dx * sin) / np.float32(b)) / rough
+        height = np.maximum(height, np.float32(b) * np.sqrt(np.clip(1 - radial**2, 0, 1)))
+        lump = np.maximum(lump, np.clip(1 - (radial - 1) * np.float32(b), 0, 1))
     slope_y, slope_x = np.gradient(height)
     light = rng.uniform(0, 2 * np.pi)  # lit from any side
     sun = np.array([0.6 * np.cos(light), 0.6 * np.sin(light), 0.53], np.float32)
     facing = np.clip((-slope_x * sun[0] - slope_y * sun[1] + sun[2]) / np.sqrt(slope_x**2 + slope_y**2 + 1), 0, 1)
-    lump = np.clip(1 - (radial - 1) * np.float32(b), 0, 1).astype(np.float32)
-    tone = str(rng.choice(["light", "dark", "foreign"]))
+    lump = lump.astype(np.float32)
+    tone = str(rng.choice(["light", "dark", "foreign", "self"], p=[0.3, 0.25, 0.2, 0.25]))
     if tone == "dark" and cloth.luminance < 0.35:
         tone = "light"
     if tone == "light":
         base = cloth.mean_rgb + (1 - cloth.mean_rgb) * np.float32(rng.uniform(0.25, 0.55))
     elif tone == "dark":
         base = cloth.mean_rgb * np.float32(rng.uniform(0.4, 0.65))
+    elif tone == "self":  # the cloth's own yarn, raised: it shows by its light and shadow
+        base = np.clip(cloth.mean_rgb * np.float32(rng.uniform(1.0, 1.2)), 0, 1)
     else:
         base = random_colour(rng)
     surface = base * (0.4 + 0.8 * facing)[..., None] + (0.2 * facing**4)[..., None]
-    drop = max(0.5 * b, 1.0)
+    drop = max(0.5 * max(b for _, _, _, b, _ in beads), 1.0)
     shift = np.float32([[1, 0, -sun[0] / 0.6 * drop], [0, 1, -sun[1] / 0.6 * drop]])
     shadow = cv2.warpAffine(lump, shift, lump.shape[::-1]) * (1 - lump)
     gain, offset = _stack(_shade(1 - np.float32(0.5) * shadow[..., None]), _blend(lump, np.clip(surface, 0, 1).astype(np.float32)))
-    words = "" if tone == "foreign" else f"{tone} "
-    phrase = f"{words}slub knot" if slub else f"small {words}knot" if tone != "foreign" else "small knot of foreign fibre"
+    words = "" if tone in ("foreign", "self") else f"{tone} "
+    if form == "slub":
+        phrase = f"{words}slub knot"
+    elif tone == "foreign":
+        phrase = f"{_size_word(2 * reach, cloth)} {'tangled ' if form == 'clump' else ''}knot of foreign fibre"
+    else:
+        phrase = f"{_size_word(2 * reach, cloth)} {'tangled ' if form == 'clump' else ''}{words}knot"
     return _Patch(cx - half, cy - half, np.maximum(lump, shadow), gain, offset, phrase)
 
 
