@@ -26,6 +26,17 @@ if TYPE_CHECKING:
 PROGRESS_LINES = 10  # where stderr is not a terminal (a log file, CI): a plain line at every tenth of the steps
 
 
+def _step_line_due(done: int, total: int, logged: dict, minutes: float | None = None, every_minutes: float = 5.0) -> bool:
+    """Whether a log gets a ``step N/M`` line now: the first step, each new tenth of ``total``, the last step,
+    or (given ``minutes``) ``every_minutes`` since the last line; ``logged`` keeps where the last one was."""
+    tenth = done * PROGRESS_LINES // max(total, 1)
+    late = minutes is not None and minutes - logged.get("at", 0.0) >= every_minutes
+    if done == 1 or tenth > logged.get("tenth", 0) or done == total or late:
+        logged.update(tenth=tenth, at=minutes if minutes is not None else 0.0)
+        return True
+    return False
+
+
 def run_training(config: InspectConfig, dataset: Path, output: Path, resume: bool) -> TrainResult:
     """The pipeline's train stage with one progress bar over the run's optimizer steps, and a line per finished epoch.
 
@@ -39,14 +50,12 @@ def run_training(config: InspectConfig, dataset: Path, output: Path, resume: boo
 
     with _progress() as progress:
         bar = progress.add_task("training", total=None)
-        epoch = {"n": 1, "logged": 0}
+        epoch, logged = {"n": 1}, {}
         terminal = progress.console.is_terminal
 
         def step(done: int, total: int) -> None:
             progress.update(bar, completed=done, total=total, description=f"epoch {epoch['n']}")
-            tenth = done * PROGRESS_LINES // max(total, 1)
-            if not terminal and (done == 1 or tenth > epoch["logged"] or done == total):
-                epoch["logged"] = tenth
+            if not terminal and _step_line_due(done, total, logged):
                 progress.console.print(f"step {done}/{total} (epoch {epoch['n']})", markup=False, highlight=False)
 
         def epoch_done(entry: dict) -> None:
@@ -246,15 +255,14 @@ def pretrain_tiny_command(
             line = f"step {entry['step']} ({entry['minutes']} min) {losses} mAP@50 {entry['map50']:.3f} [{per_class}]"
             progress.console.print(line, markup=False)  # the per-class list is in brackets, not rich markup
 
-        terminal, started, logged = progress.console.is_terminal, time.monotonic(), {"tenth": 0, "at": 0.0}
+        terminal, started, logged = progress.console.is_terminal, time.monotonic(), {}
 
         def step(done: int) -> None:
             """The bar on a terminal; in a log, a line every tenth of the planned steps or every 5 minutes (an
             evaluation line comes only every --eval-every steps: 25 minutes apart at the usual 1500)."""
             progress.update(task, completed=done)
-            tenth, minutes = done * PROGRESS_LINES // settings.steps, (time.monotonic() - started) / 60
-            if not terminal and (done == 1 or tenth > logged["tenth"] or minutes - logged["at"] >= 5):
-                logged.update(tenth=tenth, at=minutes)
+            minutes = (time.monotonic() - started) / 60
+            if not terminal and _step_line_due(done, settings.steps, logged, minutes):
                 progress.console.print(f"step {done}/{settings.steps} ({minutes:.1f} min)", markup=False, highlight=False)
 
         result = pretrain_tiny(out, settings, log=report, progress=step)
