@@ -19,6 +19,14 @@ from inspect_core.pipeline import run_demo
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="Recipe to run.")] = Path("configs/demo.yaml"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for everything the demo writes: OUT/dataset, OUT/train (with merged/) and the store OUT/results.db "
+            "(sets dataset.output, train.output_dir and store.url; a --set of any of them still wins).",
+            show_default="the recipe's: runs/demo/...",
+        ),
+    ] = None,
     sets: SetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -29,9 +37,11 @@ def demo(
     The same stages as `dataset build`, `train`, `evaluate`, `merge` and `score` (inspect_core.pipeline).
 
     Example: inspect-core demo --set train.epochs=1
+
+    Keep an earlier run: inspect-core demo --out runs/demo-tiny-randomised --set model.name=tiny-randomised
     """
     try:
-        cfg = recipe(config, sets)
+        cfg = recipe(config, _out_settings(out) + list(sets or []))
         with stage_progress(announce=not as_json) as hooks:
             result = run_demo(cfg, hooks)
     except USER_ERRORS as error:
@@ -59,3 +69,15 @@ def demo(
         markup=False,
         highlight=False,
     )
+
+
+def _out_settings(out: Path | None) -> list[str]:
+    """``--out`` as the ``--set`` items it stands for, placed before the user's own so an explicit one wins.
+
+    JSON-quoted: a JSON string is a YAML string, so a path with a colon or a space stays one value.
+    """
+    if out is None:
+        return []
+    store = "sqlite:///" + str(out / "results.db")
+    return [f"dataset.output={json.dumps(str(out / 'dataset'))}", f"train.output_dir={json.dumps(str(out / 'train'))}",
+            f"store.url={json.dumps(store)}"]  # fmt: skip

@@ -21,7 +21,7 @@ from transformers import Florence2ForConditionalGeneration, Florence2Processor
 
 from inspect_core.data.annotations import AnnotatedImage
 from inspect_core.data.florence_tasks import task_record
-from inspect_core.data.synthetic_fabric import DEFECT_CLASSES, generate_sample
+from inspect_core.data.synthetic_fabric import DEFECT_CLASSES, EVALUATION_SEEDS, generate_sample
 from inspect_core.errors import UsageError
 from inspect_core.inference.detector import detect, loc_token_ids
 from inspect_core.model.cell_detection_head import CellDetectionHead, cell_loss, cell_targets, image_cell_states
@@ -165,6 +165,11 @@ def pretrain_tiny(
     steps are :func:`~inspect_core.training.loop.run_loop`'s: this function supplies the endless
     synthetic stream, the auxiliary cell loss and the evaluation every ``eval_every`` steps.
     """
+    if settings.seed in EVALUATION_SEEDS:
+        raise UsageError(
+            f"--seed {settings.seed} draws {EVALUATION_SEEDS[settings.seed]}: a model pretrained on it would be "
+            "judged on images it was trained on; choose another seed"
+        )
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     lineage: dict = {}

@@ -69,7 +69,7 @@ def test_bad_config_key_exits_2(tmp_path: Path) -> None:
 
 
 def test_demo_fine_tunes_the_shipped_model_and_scores_the_held_out_split(tmp_path: Path) -> None:
-    """The demo recipe, one epoch, everything written under tmp_path."""
+    """The demo recipe, one epoch, everything written under tmp_path (--out)."""
     import yaml
     from sqlmodel import Session, func, select
 
@@ -78,16 +78,16 @@ def test_demo_fine_tunes_the_shipped_model_and_scores_the_held_out_split(tmp_pat
     repo = Path(__file__).resolve().parents[2]
     recipe = yaml.safe_load((repo / "configs" / "demo.yaml").read_text())
     recipe["dataset"]["source"] = str(repo / recipe["dataset"]["source"])
-    recipe["dataset"]["output"] = str(tmp_path / "dataset")
-    recipe["train"] |= {"output_dir": str(tmp_path / "train"), "epochs": 1}
-    recipe["store"]["url"] = f"sqlite:///{tmp_path / 'results.db'}"
+    recipe["train"]["epochs"] = 1
+    store_url = f"sqlite:///{tmp_path / 'results.db'}"  # where --out puts the store
     # In-process decoding: a forked loader worker under CliRunner's captured streams once exited with code 1
     # (make demo itself runs the recipe's worker; the flow tests' fast recipe does the same).
     recipe["score"]["num_workers"] = 0
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(recipe))
-    result = runner.invoke(app, ["demo", "--config", str(tmp_path / "demo.yaml"), "--json"])
+    result = runner.invoke(app, ["demo", "--config", str(tmp_path / "demo.yaml"), "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
+    assert summary["dataset"] == str(tmp_path / "dataset") and summary["merged"] == str(tmp_path / "train" / "merged")
     test_images = len(list((tmp_path / "dataset" / "test").glob("*.jpg")))
     assert test_images >= 6 and summary["test"]["images"] == summary["base_test"]["images"] == test_images
     # Measured with the shipped model (run 8): base 0.71, fine-tuned 0.75 after 3 epochs; a broken fine-tune scored 0.0.
@@ -96,7 +96,7 @@ def test_demo_fine_tunes_the_shipped_model_and_scores_the_held_out_split(tmp_pat
         assert all(values["instances"] > 0 for values in report["detection"]["per_class"].values())  # every class is in the test split
     assert summary["training"]["epochs_run"] == 1 and (tmp_path / "train" / "merged" / "model.safetensors").is_file()
     assert summary["scoring"]["scored"] == test_images
-    with Session(open_store(recipe["store"]["url"])) as session:
+    with Session(open_store(store_url)) as session:
         stored = session.exec(select(func.count()).select_from(DetectionRecord)).one()
         operating = session.exec(select(func.count()).select_from(DetectionRecord).where(DetectionRecord.operating)).one()
     assert stored == summary["scoring"]["stored"] >= operating  # everything down to the storage floor

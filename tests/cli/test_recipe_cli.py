@@ -67,3 +67,18 @@ def test_score_reads_model_image_size_from_set(tmp_path: Path) -> None:
     # 128 px is not the size the model was saved with (256): a version of its own, recording the size
     version = register_model(open_store(db), EMBEDDED_MODEL_DIR, base_model="tiny", variant="image_size=128")
     assert version.metrics["image_size"] == 128 and json.loads(result.stdout)["model_version"] == version.name
+
+
+def test_demo_out_moves_every_output_and_an_explicit_set_still_wins(tmp_path: Path) -> None:
+    from inspect_core.cli.demo import _out_settings
+    from inspect_core.cli.recipe_options import recipe
+
+    out = tmp_path / "a folder: with a colon"  # JSON-quoted, the path stays one YAML string
+    moved = recipe(DEMO, _out_settings(out))
+    assert moved.dataset.output == out / "dataset" and moved.train.output_dir == out / "train"
+    assert moved.store.url == f"sqlite:///{out / 'results.db'}"
+    kept = recipe(DEMO, _out_settings(out) + ["store.url=postgresql://127.0.0.1/test"])
+    assert kept.store.url == "postgresql://127.0.0.1/test" and kept.dataset.output == out / "dataset"
+    assert recipe(DEMO, _out_settings(None)) == load_recipe(DEMO, [])  # without --out: the recipe's runs/demo/...
+    help_text = runner.invoke(app, ["demo", "--help"], terminal_width=200).output
+    assert "--out" in help_text and "inspect-core demo --out runs/demo-tiny-randomised" in " ".join(help_text.split())

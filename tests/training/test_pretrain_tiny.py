@@ -11,7 +11,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from typer.testing import CliRunner
 
-from inspect_core.cli import app
+from inspect_core.cli import app, main
+from inspect_core.data.synthetic_fabric import EVALUATION_SEEDS
 from inspect_core.model.factory import load_florence
 from inspect_core.model.tiny_florence import TINY_IMAGE_SIZE
 from inspect_core.training.batches import IGNORE_INDEX
@@ -48,6 +49,16 @@ def test_pretrain_command_saves_a_plain_florence2_with_metrics_and_a_card(tmp_pa
     assert not any("cell" in name for name in model.state_dict())
     inputs = processor(text=["<OD>"], images=[torch.zeros(3, 256, 256, dtype=torch.uint8).numpy().transpose(1, 2, 0)], return_tensors="pt")
     assert model.generate(**inputs, max_new_tokens=4).shape[1] > 1
+
+
+@pytest.mark.parametrize("seed", sorted(EVALUATION_SEEDS))
+def test_pretraining_refuses_a_seed_that_draws_evaluation_images(tmp_path: Path, seed: int, capsys) -> None:
+    # Candidates 2 and 4 of tiny-randomised were pretrained with --seed 7: the demo's own images (sample_data).
+    out = tmp_path / "tiny"
+    assert main(["pretrain-tiny", "--out", str(out), "--steps", "1", "--batch-size", "1", "--seed", str(seed)]) == 2  # a usage error
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"--seed {seed} draws {EVALUATION_SEEDS[seed]}" in said and "choose another seed" in said
+    assert not (out / "model.safetensors").exists()
 
 
 def test_a_continued_run_starts_from_the_saved_weights_and_keeps_its_lineage(tmp_path: Path) -> None:
