@@ -74,8 +74,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A Prefect server on a free port serving the deployments over a store with three registered images."""
     folder = tmp_path_factory.mktemp("prefect-ui")
     store_url = f"sqlite:///{folder / 'results.db'}"
-    copy_samples(folder / "incoming", 3)
-    FolderWatcher(folder / "incoming", open_store(store_url), "cam-1", "line-1", settle_seconds=0).poll_once()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = os.environ | {
@@ -92,7 +90,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         wait_until(lambda: healthy(api), 120, "Prefect server", server, server_log)
         serving = start([sys.executable, "-m", "flows.serve"], env, serve_log)
         wait_until(lambda: "being served" in serve_log.read_text(), 180, "deployments", serving, serve_log)
-        yield Served(api.removesuffix("/api"), api, pause_schedules(api), folder)
+        zones = pause_schedules(api)
+        # Registered only now: a scheduled score run whose 5-minute slot came while the deployments were being
+        # registered (one did, on 2026-12-04 at 10:05:00) would otherwise score the three images before the quick run.
+        copy_samples(folder / "incoming", 3)
+        FolderWatcher(folder / "incoming", open_store(store_url), "cam-1", "line-1", settle_seconds=0).poll_once()
+        yield Served(api.removesuffix("/api"), api, zones, folder)
     finally:
         for process in (serving, server):
             if process is not None:
