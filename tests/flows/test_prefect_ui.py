@@ -91,8 +91,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         serving = start([sys.executable, "-m", "flows.serve"], env, serve_log)
         wait_until(lambda: "being served" in serve_log.read_text(), 180, "deployments", serving, serve_log)
         zones = pause_schedules(api)
-        # Registered only now: a scheduled score run whose 5-minute slot came while the deployments were being
-        # registered (one did, on 2026-12-04 at 10:05:00) would otherwise score the three images before the quick run.
+        # Registered only now: a scheduled score run whose 5-minute slot comes while the deployments are being
+        # registered would otherwise score the three images before the quick run (a CI run on 2026-12-04 found
+        # them already scored, its quick run created 11 s after the 10:05:00 slot).
         copy_samples(folder / "incoming", 3)
         FolderWatcher(folder / "incoming", open_store(store_url), "cam-1", "line-1", settle_seconds=0).poll_once()
         yield Served(api.removesuffix("/api"), api, zones, folder)
