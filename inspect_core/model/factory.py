@@ -25,7 +25,7 @@ EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "tiny-fabr
 # The shipped models by name. ``tiny-randomised`` continued ``tiny`` with domain-randomised fabric: better on the
 # project's own generator (mAP@50 0.777 vs 0.683) and on cloth it never saw (held-out family 0.398 vs 0.105), and
 # the start of few-shot fine-tuning on real photographs (configs/real-fewshot.yaml). ``tiny`` stays the default:
-# the demo's own test images score 0.711 from it and 0.522 from the previous ``tiny-randomised`` (its model card).
+# the demo's own test images score 0.711 from it and 0.522 from an earlier ``tiny-randomised`` run (its model card).
 EMBEDDED_MODELS = {
     EMBEDDED_MODEL: EMBEDDED_MODEL_DIR,
     "tiny-randomised": EMBEDDED_MODEL_DIR.parent / "tiny-fabric-randomised",
