@@ -23,7 +23,7 @@ from inspect_core.errors import ModelLoadError, UsageError
 EMBEDDED_MODEL = "tiny"
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "tiny-fabric-base"
 # The shipped models by name. ``tiny-randomised`` continued ``tiny`` with domain-randomised fabric: better on the
-# project's own generator (mAP@50 0.857 vs 0.683) and on cloth it never saw (held-out family 0.476 vs 0.105), and
+# project's own generator (mAP@50 0.862 vs 0.683) and on cloth it never saw (held-out family 0.541 vs 0.105), and
 # the start of few-shot fine-tuning on real photographs (configs/real-fewshot.yaml). ``tiny`` stays the default:
 # the demo's own test images score 0.711 from it and 0.522 from an earlier ``tiny-randomised`` run (its model card).
 EMBEDDED_MODELS = {
